@@ -1,0 +1,97 @@
+"""Helpers shared by the entry points: logging, config arguments, experiment metadata."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from sed.config import Config, ConfigError, load_config
+from sed.fileio import write_text
+
+PACKAGES = ("torch", "torchaudio", "numpy", "pandas", "h5py", "soundfile", "scikit-learn", "sed")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--conf", required=True, help="experiment YAML (e.g. conf/cnn/demo.yaml)")
+    parser.add_argument(
+        "--conf_override",
+        action="append",
+        default=[],
+        help='dotted overrides, e.g. "train.max_steps=200 optim.lr=1e-3" (repeatable)',
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
+    """Load the config or exit with status 2 and the error message (no traceback)."""
+    try:
+        return load_config(args.conf, args.conf_override)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def git_info(root: Path) -> dict:
+    """Commit, dirty flag and diff of the working tree at ``root`` (empty if not a git checkout)."""
+
+    def run(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", *cmd], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+
+    try:
+        commit = run("rev-parse", "HEAD").strip()
+        diff = run("diff", "HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None, "diff": ""}
+    return {"commit": commit, "dirty": bool(diff.strip()), "diff": diff}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def experiment_meta(argv: list[str]) -> dict:
+    """Command line, git state, versions and host, for ``meta.json`` beside the results."""
+    git = git_info(Path.cwd())
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *argv]),
+        "git_commit": git["commit"],
+        "git_dirty": git["dirty"],
+        "versions": package_versions(),
+        "host": socket.gethostname(),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "_diff": git["diff"],
+    }
+
+
+def write_diff(expdir: Path, meta: dict) -> None:
+    diff = meta.pop("_diff", "")
+    if diff:
+        write_text(expdir / "git.diff", diff)
+
+
+def now() -> str:
+    return datetime.now().isoformat(timespec="seconds")

@@ -1,0 +1,79 @@
+"""Stage 2: train one fold (or all folds in turn) of an experiment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from sed.bin.common import (
+    add_config_args,
+    config_from_args,
+    experiment_meta,
+    now,
+    setup_logging,
+    write_diff,
+)
+from sed.config import ConfigError, dump_yaml
+from sed.data.corpus import Corpus
+from sed.fileio import write_json, write_text
+from sed.train.fold import train_fold
+
+log = logging.getLogger("sed.train")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    add_config_args(p)
+    p.add_argument("--datadir", default="data/rfcx", help="manifests of stage 0")
+    p.add_argument("--dumpdir", default="dump/rfcx", help="root of the feature dumps")
+    p.add_argument("--expdir", required=True, help="experiment folder, e.g. exp/rfcx/cnn/demo")
+    p.add_argument("--fold", default="all", help="fold index k, or 'all'")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    cfg, sources = config_from_args(args)
+    expdir = Path(args.expdir)
+    corpus = Corpus.load(args.datadir)
+    if corpus.n_folds != cfg.data.folds:
+        print(
+            f"config error: data.folds is {cfg.data.folds} but {args.datadir}/folds.csv has "
+            f"{corpus.n_folds} folds; rerun stage 0 with --folds {cfg.data.folds}",
+            file=sys.stderr,
+        )
+        return 2
+    folds = range(cfg.data.folds) if args.fold == "all" else [int(args.fold)]
+    expdir.mkdir(parents=True, exist_ok=True)
+    write_text(expdir / "config.yaml", dump_yaml(cfg))
+    meta = experiment_meta(sys.argv[1:] if argv is None else argv)
+    write_diff(expdir, meta)
+    summary = {}
+    for k in folds:
+        try:
+            result = train_fold(cfg, k, corpus, args.dumpdir, expdir, sources, not args.no_progress)
+        except ConfigError as e:
+            print(f"config error: {e}", file=sys.stderr)
+            return 2
+        log.info(
+            "fold %d: best %s %.4f at step %d",
+            k,
+            cfg.train.best_metric,
+            result["best"],
+            result["best_step"],
+        )
+        summary[k] = result
+        write_json(expdir / f"fold{k}" / "train_summary.json", result | {"finished": now()})
+    meta_path = expdir / f"meta.fold{args.fold}.json"
+    write_json(meta_path, meta | {"finished": now()})
+    print(json.dumps({k: round(v["best"], 4) for k, v in summary.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""Experiment configs: YAML with ``base:`` inheritance, dotted overrides and a strict schema.
+
+A config file may name a ``base:`` file (or a list of them); bases are merged first, then the file
+itself on top (dicts merge key by key, everything else is replaced). Command-line overrides
+(``train.max_steps=200 optim.lr=1e-3``) are applied last. The result is validated against the
+schema below: a key the schema does not know stops the run with an error that names the key, the
+file it came from and the closest valid key, so a typo can never be silently ignored.
+
+Sections whose keys depend on a registry choice (``model.params``, ``loss.params`` ...) are free
+dicts here; the registry that builds the object checks them against its constructor
+(:func:`check_params`), with the same kind of error.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CLI = "command line"
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message names the key, where it came from and what was expected."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema. Every key a shipped config may use is declared here with its type and default.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeaturesConf:
+    """Log-mel front end (stage 1 dumps and on-the-fly extraction share it)."""
+
+    sample_rate: int = 32000  # audio is resampled to this rate
+    n_fft: int = 1024
+    win_length: int | None = None  # None: n_fft
+    hop_length: int = 320
+    n_mels: int = 64
+    fmin: float = 50.0
+    fmax: float | None = None  # None: sample_rate / 2
+    power: float = 2.0  # 2: power mel spectrogram, 1: magnitude
+    log_offset: float = 1.0e-6  # log(mel + log_offset)
+    dtype: str = "float16"  # storage type of the HDF5 dumps
+    speed_perturb: list[float] = field(default_factory=list)  # extra dumps, e.g. [0.9, 1.1]
+
+
+@dataclass
+class DataConf:
+    """What the training dataset crops and how recordings are split."""
+
+    folds: int = 5  # number of cross-validation folds (folds.csv of stage 0 must match)
+    crop_seconds: float = 5.0
+    crop: str = "positive_centered"  # positive_centered | random
+    min_overlap_seconds: float = (
+        0.1  # an event counts for a crop's clip label if it overlaps this much
+    )
+    speed_perturb_prob: float = 0.0  # probability of drawing a sample from a speed-perturbed dump
+    epoch_size: int | None = None  # crops per "epoch" of the sampler; None: number of train events
+
+
+@dataclass
+class ModelConf:
+    """Model registry choice (``sed.models``) and its constructor arguments."""
+
+    name: str = "cnn14_att"
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class LossConf:
+    """Loss registry choice (``sed.losses``) and its constructor arguments."""
+
+    name: str = "frame_clip"
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimConf:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1.0e-3
+    weight_decay: float = 0.0
+    params: dict = field(default_factory=dict)  # extra optimizer arguments (betas, momentum ...)
+
+
+@dataclass
+class SchedulerConf:
+    name: str = "none"  # none | step | cosine
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConf:
+    max_steps: int = 1000
+    batch_size: int = 32
+    accum_grad: int = 1
+    eval_every_steps: int = 200
+    log_every_steps: int = 20
+    grad_clip: float | None = 10.0  # max gradient norm; None: no clipping
+    num_workers: int = 0  # data-loader worker processes
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16
+    num_threads: int | None = None  # torch CPU threads; None: torch's default
+    best_metric: str = "lwlrap"  # valid metric that selects best.pt (higher is better)
+    save_every_steps: int | None = None  # also keep step<N>.pt every N steps
+
+
+@dataclass
+class InferConf:
+    window_seconds: float | None = None  # None: data.crop_seconds
+    hop_seconds: float | None = None  # None: half a window
+    batch_size: int = 16
+    checkpoint: str = "best"  # best | last | step<N>
+    frame_combine: str = "max"  # how overlapping windows combine frame scores: max | mean
+
+
+@dataclass
+class Config:
+    """A whole experiment; ``version_note`` is the one-line comment saying what it tries."""
+
+    seed: int = 0
+    features: FeaturesConf = field(default_factory=FeaturesConf)
+    data: DataConf = field(default_factory=DataConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    loss: LossConf = field(default_factory=LossConf)
+    optim: OptimConf = field(default_factory=OptimConf)
+    scheduler: SchedulerConf = field(default_factory=SchedulerConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    infer: InferConf = field(default_factory=InferConf)
+    version_note: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and merging
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    if "version_note" not in data:
+        first = text.lstrip().splitlines()[0] if text.strip() else ""
+        if first.startswith("#"):
+            data["__note__"] = first.lstrip("#").strip()
+    return data
+
+
+def _resolve_base(base: str, including: Path) -> Path:
+    """A base path is relative to the repository root (cwd) or to the including file's folder."""
+    cand = Path(base)
+    if cand.is_absolute() or cand.exists():
+        return cand
+    beside = including.parent / base
+    if beside.exists():
+        return beside
+    raise ConfigError(f"{including}: base file '{base}' not found (tried {cand} and {beside})")
+
+
+def _merge(
+    dst: dict,
+    src: Mapping,
+    sources: dict[str, str],
+    origin: str | Mapping[str, str],
+    prefix: str = "",
+) -> None:
+    """Deep-merge ``src`` into ``dst``, recording which file set every dotted key.
+
+    ``origin`` is a file name, or the provenance map of ``src`` when ``src`` is a loaded base.
+    """
+    for key, value in src.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(dst.get(key), dict):
+            _merge(dst[key], value, sources, origin, dotted + ".")
+            continue
+        dst[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
+        for k in [k for k in sources if k.startswith(dotted + ".")]:
+            del sources[k]
+        _record(value, dotted, sources, origin)
+
+
+def _record(
+    value: Any, dotted: str, sources: dict[str, str], origin: str | Mapping[str, str]
+) -> None:
+    sources[dotted] = origin if isinstance(origin, str) else origin.get(dotted, "defaults")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _record(v, f"{dotted}.{k}", sources, origin)
+
+
+def _load_tree(path: Path, stack: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:
+    """Load ``path`` with its bases merged under it; returns (tree, provenance of every key)."""
+    resolved = path.resolve()
+    if resolved in stack:
+        chain = " -> ".join(str(p) for p in (*stack, resolved))
+        raise ConfigError(f"{path}: circular base inheritance: {chain}")
+    raw = _read_yaml(path)
+    bases = raw.pop("base", None)
+    note = raw.pop("__note__", None)
+    merged: dict = {}
+    sources: dict[str, str] = {}
+    if bases is not None:
+        if isinstance(bases, str):
+            bases = [bases]
+        if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+            raise ConfigError(f"{path}: 'base' must be a path or a list of paths")
+        for b in bases:
+            sub, sub_sources = _load_tree(_resolve_base(b, path), (*stack, resolved))
+            _merge(merged, sub, sources, sub_sources)
+    # a version's note says what that file tries: never inherit the base's note
+    merged.pop("version_note", None)
+    sources.pop("version_note", None)
+    _merge(merged, raw, sources, str(path))
+    if note is not None:
+        merged["version_note"] = note
+        sources["version_note"] = str(path)
+    return merged, sources
+
+
+def parse_overrides(overrides: str | Iterable[str] | None) -> list[tuple[str, Any]]:
+    """Parse ``"a.b=1 c=[1, 2]"`` (or a list of ``key=value`` items) into (dotted key, value)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        items = _split_overrides(overrides)
+    else:
+        items = [i for o in overrides for i in _split_overrides(o)]
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{CLI}: override '{item}' must look like key.sub=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"{CLI}: override '{item}' has an empty key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{CLI}: override '{item}': invalid value: {e}") from None
+        out.append((key, value))
+    return out
+
+
+def _split_overrides(text: str) -> list[str]:
+    """Split on whitespace outside brackets/quotes so ``a=[1, 2]`` stays one item."""
+    items, cur, depth, quote = [], "", 0, ""
+    for ch in text:
+        if quote:
+            cur += ch
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+            cur += ch
+        elif ch in "[{":
+            depth += 1
+            cur += ch
+        elif ch in "]}":
+            depth -= 1
+            cur += ch
+        elif ch.isspace() and depth == 0:
+            if cur:
+                items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        items.append(cur)
+    return items
+
+
+def _apply_override(tree: dict, key: str, value: Any, sources: dict[str, str]) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{CLI}: cannot set '{key}': '{p}' is not a section")
+        node = nxt
+    _merge(node, {parts[-1]: value}, sources, CLI, ".".join(parts[:-1]) + "." if parts[:-1] else "")
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The most similar candidate to ``name`` (for "did you mean" hints), or None."""
+    cands = list(candidates)
+    match = difflib.get_close_matches(name, cands, n=1, cutoff=0.5)
+    return match[0] if match else None
+
+
+def _where(dotted: str, sources: Mapping[str, str]) -> str:
+    return sources.get(dotted, "defaults")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _check_value(value: Any, tp: Any, dotted: str, sources: Mapping[str, str]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(value, a, dotted, sources)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    expected = origin or tp
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(
+            f"{_where(dotted, sources)}: key '{dotted}' must be {_type_name(tp)}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    if expected is list and args:
+        return [_check_value(v, args[0], f"{dotted}[{i}]", sources) for i, v in enumerate(value)]
+    return value
+
+
+def _build(cls: type, data: Mapping, sources: Mapping[str, str], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            hint = closest(key, names)
+            msg = f"{_where(dotted, sources)}: unknown config key '{dotted}'"
+            if hint:
+                msg += f" (did you mean '{prefix}{hint}'?)"
+            else:
+                msg += f"; valid keys here: {', '.join(names)}"
+            raise ConfigError(msg)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    f"{_where(dotted, sources)}: '{dotted}' must be a section (mapping)"
+                )
+            kwargs[key] = _build(tp, value, sources, dotted + ".")
+        else:
+            kwargs[key] = _check_value(value, tp, dotted, sources)
+    return cls(**kwargs)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: str | Iterable[str] | None = None,
+) -> tuple[Config, dict[str, str]]:
+    """Load, merge, override and validate a config.
+
+    Args:
+        path: the experiment YAML; None gives the defaults.
+        overrides: dotted ``key=value`` items (a string is split on whitespace).
+
+    Returns:
+        The validated :class:`Config` and a map from dotted key to the file (or "command line")
+        that set it, for error messages of later checks.
+
+    Raises:
+        ConfigError: for a missing file, bad YAML, an unknown key or a value of the wrong type.
+    """
+    tree, sources = _load_tree(Path(path)) if path is not None else ({}, {})
+    for key, value in parse_overrides(overrides):
+        _apply_override(tree, key, value, sources)
+    cfg = _build(Config, tree, sources)
+    return cfg, sources
+
+
+def to_dict(cfg: Config) -> dict:
+    """The config as plain dicts (for YAML, checkpoints and TensorBoard hparams)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: Mapping) -> Config:
+    """Rebuild a :class:`Config` from :func:`to_dict` output (e.g. an experiment's config.yaml)."""
+    return _build(Config, data, {})
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def load_resolved(path: str | Path) -> Config:
+    """Read a resolved ``config.yaml`` written by :func:`dump_yaml` (no inheritance, strict)."""
+    data = _read_yaml(Path(path))
+    data.pop("__note__", None)
+    return _build(Config, data, {})
+
+
+def check_params(
+    fn: Callable,
+    params: Mapping[str, Any],
+    section: str,
+    sources: Mapping[str, str] | None = None,
+    reserved: tuple[str, ...] = (),
+) -> None:
+    """Check registry ``params`` against the signature of ``fn`` (a class or factory).
+
+    Raises:
+        ConfigError: naming the unknown key, its file and the closest accepted argument; or a
+            missing required argument.
+    """
+    sources = sources or {}
+    sig = inspect.signature(fn)
+    accepted = [
+        n
+        for n, p in sig.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"
+    ]
+    for key in params:
+        if key in reserved:
+            raise ConfigError(
+                f"{_where(f'{section}.{key}', sources)}: '{section}.{key}' is set by the framework "
+                "(from the data and features), remove it from the config"
+            )
+        if key not in accepted:
+            dotted = f"{section}.{key}"
+            hint = closest(key, accepted)
+            msg = f"{_where(dotted, sources)}: unknown key '{dotted}' for {fn.__name__}"
+            msg += (
+                f" (did you mean '{section}.{hint}'?)"
+                if hint
+                else f"; accepted: {', '.join(accepted)}"
+            )
+            raise ConfigError(msg)

@@ -1,0 +1,1 @@
+"""Datasets over feature dumps: crop strategies, targets and collation."""

@@ -1,0 +1,1 @@
+"""Audio decoding, the log-mel front end and HDF5 feature dumps."""

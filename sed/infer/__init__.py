@@ -1,0 +1,1 @@
+"""Inference over whole recordings: sliding windows, fold averaging, writers."""

@@ -1,0 +1,183 @@
+"""Stage 3: out-of-fold and test predictions of a trained experiment over whole recordings.
+
+Writes into ``<expdir>/infer/<checkpoint>/``:
+
+- ``oof.h5``: ``/<recording_id>/clip`` (C,) and ``/frame`` (T', C) of the fold that held it out.
+- ``oof.csv``: recording_id, fold, one column per class (clip probabilities).
+- ``test.h5``: per test recording ``clip`` (C,) and ``frame`` (T', C) averaged over folds, and
+  ``clip_folds`` (K, C).
+- ``test.csv``: recording_id, one column per class (fold-mean clip probabilities).
+- ``oof_frame.csv`` / ``test_frame.csv``: recording_id, onset, offset, one column per class.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from sed.config import Config, from_dict
+from sed.data.corpus import Corpus
+from sed.features.dump import FeatureStore
+from sed.fileio import atomic_path, write_csv
+from sed.frames import FrameGrid, output_frame_times
+from sed.infer.sliding import predict_recording
+from sed.train.checkpoint import load_checkpoint
+from sed.train.fold import build_model_from_config, open_store, window_frames
+from sed.train.trainer import resolve_amp, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def load_fold_model(
+    expdir: str | Path, fold: int, checkpoint: str, device: torch.device
+) -> tuple[torch.nn.Module, Config, list[str]]:
+    """Rebuild a fold's model from its checkpoint alone (config and classes are inside)."""
+    path = Path(expdir) / f"fold{fold}" / "checkpoints" / f"{checkpoint}.pt"
+    state = load_checkpoint(path, device)
+    cfg = from_dict(state["config"])
+    classes = list(state["classes"])
+    model = build_model_from_config(cfg, len(classes))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg, classes
+
+
+def _frame_table(
+    ids: Sequence[str], frames: dict[str, np.ndarray], grid: FrameGrid, r: int, classes: list[str]
+) -> pd.DataFrame:
+    parts = []
+    for rid in ids:
+        f = frames[rid]
+        on, off = output_frame_times(len(f), grid, r)
+        df = pd.DataFrame(f, columns=classes)
+        df.insert(0, "offset", np.round(off, 4))
+        df.insert(0, "onset", np.round(on, 4))
+        df.insert(0, "recording_id", rid)
+        parts.append(df)
+    if not parts:
+        return pd.DataFrame(columns=["recording_id", "onset", "offset", *classes])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write_h5(path: Path, items: dict[str, dict[str, np.ndarray]], attrs: dict) -> None:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        for k, v in attrs.items():
+            h5.attrs[k] = v
+        for rid, arrays in items.items():
+            g = h5.create_group(rid)
+            for name, arr in arrays.items():
+                g.create_dataset(name, data=arr)
+
+
+def infer_experiment(
+    expdir: str | Path,
+    corpus: Corpus,
+    dumpdir: str | Path,
+    checkpoint: str = "best",
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Predict OOF (each train recording by the fold that held it out) and test (fold mean).
+
+    Returns:
+        The output folder ``<expdir>/infer/<checkpoint>``.
+    """
+    expdir = Path(expdir)
+    dev = resolve_device(device)
+    folds = sorted(int(p.name[4:]) for p in expdir.glob("fold*") if p.name[4:].isdigit())
+    if not folds:
+        raise FileNotFoundError(f"{expdir}: no fold folders; run stage 2 first")
+    outdir = expdir / "infer" / checkpoint
+    outdir.mkdir(parents=True, exist_ok=True)
+    test_ids_all = corpus.ids("test")
+    oof: dict[str, dict[str, np.ndarray]] = {}
+    oof_fold: dict[str, int] = {}
+    test_clip: dict[str, list[np.ndarray]] = {}
+    test_frame: dict[str, list[np.ndarray]] = {}
+    store: FeatureStore | None = None
+    classes: list[str] = []
+    reduction = 1
+    for k in folds:
+        model, cfg, classes = load_fold_model(expdir, k, checkpoint, dev)
+        if classes != corpus.classes:
+            raise ValueError(f"{expdir}/fold{k}: classes of the checkpoint differ from classes.txt")
+        reduction = int(model.time_reduction)
+        store = open_store(cfg, dumpdir)
+        grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
+        window, hop = window_frames(cfg, grid)
+        amp = resolve_amp(cfg.train.amp, dev)
+        _, valid_ids = corpus.fold_ids(k)
+        valid_ids = [r for r in valid_ids if r in store.ids]
+        test_ids = [r for r in test_ids_all if r in store.ids]
+        jobs = [("oof", r) for r in valid_ids] + [("test", r) for r in test_ids]
+        for kind, rid in tqdm(jobs, desc=f"stage 3: fold {k}", disable=not progress, unit="rec"):
+            clip, frame = predict_recording(
+                model,
+                store.read(rid),
+                window,
+                hop,
+                cfg.infer.batch_size,
+                dev,
+                amp,
+                cfg.infer.frame_combine,
+            )
+            if kind == "oof":
+                oof[rid] = {"clip": clip, "frame": frame}
+                oof_fold[rid] = k
+            else:
+                test_clip.setdefault(rid, []).append(clip)
+                test_frame.setdefault(rid, []).append(frame)
+    assert store is not None
+    grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
+    attrs = {
+        "classes": classes,
+        "time_reduction": reduction,
+        "sample_rate": grid.sample_rate,
+        "hop_length": grid.hop_length,
+        "checkpoint": checkpoint,
+    }
+    oof_ids = [r for r in corpus.ids("train") if r in oof]
+    _write_h5(outdir / "oof.h5", {r: oof[r] for r in oof_ids}, attrs | {"folds": folds})
+    oof_df = pd.DataFrame([oof[r]["clip"] for r in oof_ids], columns=classes)
+    oof_df.insert(0, "fold", [oof_fold[r] for r in oof_ids])
+    oof_df.insert(0, "recording_id", oof_ids)
+    write_csv(outdir / "oof.csv", oof_df, float_format="%.6f")
+    frames = {r: oof[r]["frame"] for r in oof_ids}
+    write_csv(
+        outdir / "oof_frame.csv",
+        _frame_table(oof_ids, frames, grid, reduction, classes),
+        float_format="%.6f",
+    )
+
+    test_ids = [r for r in test_ids_all if r in test_clip]
+    test = {
+        r: {
+            "clip": np.mean(test_clip[r], axis=0),
+            "frame": np.mean(test_frame[r], axis=0),
+            "clip_folds": np.stack(test_clip[r]),
+        }
+        for r in test_ids
+    }
+    _write_h5(outdir / "test.h5", test, attrs | {"folds": folds})
+    test_df = pd.DataFrame([test[r]["clip"] for r in test_ids], columns=classes)
+    test_df.insert(0, "recording_id", test_ids)
+    write_csv(outdir / "test.csv", test_df, float_format="%.6f")
+    frames = {r: test[r]["frame"] for r in test_ids}
+    write_csv(
+        outdir / "test_frame.csv",
+        _frame_table(test_ids, frames, grid, reduction, classes),
+        float_format="%.6f",
+    )
+    log.info(
+        "stage 3: %d oof and %d test recordings predicted into %s",
+        len(oof_ids),
+        len(test_ids),
+        outdir,
+    )
+    return outdir

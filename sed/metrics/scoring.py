@@ -1,0 +1,79 @@
+"""Stage 5: score an experiment's predictions and record them in ``results.json``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from sed.data.corpus import Corpus
+from sed.fileio import write_json
+from sed.metrics.lwlrap import lwlrap
+
+
+def _frame_max(h5_path: Path, ids: list[str]) -> np.ndarray:
+    with h5py.File(h5_path, "r") as h5:
+        return np.stack([np.asarray(h5[r]["frame"]).max(axis=0) for r in ids])
+
+
+def score_experiment(
+    expdir: str | Path, corpus: Corpus, recipe: str, checkpoint: str = "best"
+) -> dict[str, Any]:
+    """lwlrap of the out-of-fold predictions (overall and per fold, clip and frame) and of the
+    test submission when the corpus has test labels; written to ``<expdir>/results.json``.
+
+    A leaderboard score already recorded in ``results.json`` (``lb``) is kept.
+    """
+    expdir = Path(expdir)
+    inf = expdir / "infer" / checkpoint
+    oof = pd.read_csv(inf / "oof.csv", dtype={"recording_id": str})
+    ids = oof["recording_id"].tolist()
+    truth = corpus.clip_truth(ids)
+    scores = oof[corpus.classes].to_numpy()
+    frame = _frame_max(inf / "oof.h5", ids)
+    per_fold = {}
+    for k, idx in oof.groupby("fold").indices.items():
+        if truth[idx].any():
+            per_fold[str(k)] = lwlrap(truth[idx], scores[idx])
+    result: dict[str, Any] = {
+        "recipe": recipe,
+        "family": expdir.parent.name,
+        "version": expdir.name,
+        "checkpoint": checkpoint,
+        "metric": "lwlrap",
+        "oof": {
+            "lwlrap": lwlrap(truth, scores),
+            "lwlrap_frame": lwlrap(truth, frame),
+            "per_fold": per_fold,
+            "n_recordings": len(ids),
+        },
+        "test": None,
+        "lb": None,
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+    sub_path = inf / "submission.csv"
+    test_ids = corpus.ids("test")
+    if sub_path.exists() and corpus.has_labels(test_ids):
+        sub = pd.read_csv(sub_path, dtype={"recording_id": str})
+        sub_ids = sub["recording_id"].tolist()
+        t_truth = corpus.clip_truth(sub_ids)
+        test = pd.read_csv(inf / "test.csv", dtype={"recording_id": str})
+        t_ids = test["recording_id"].tolist()
+        result["test"] = {
+            # scored from submission.csv itself, exactly what would be submitted
+            "lwlrap": lwlrap(t_truth, sub[corpus.classes].to_numpy()),
+            "lwlrap_frame": lwlrap(corpus.clip_truth(t_ids), _frame_max(inf / "test.h5", t_ids)),
+            "n_recordings": len(sub_ids),
+        }
+    old = expdir / "results.json"
+    if old.exists():
+        with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
+            result["lb"] = json.loads(old.read_text()).get("lb")
+    write_json(old, result)
+    return result

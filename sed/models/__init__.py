@@ -1,0 +1,69 @@
+"""Model registry: the YAML ``model.name`` -> a model class honouring the contract of DESIGN §5.
+
+Adding a model is one new file with a class decorated by ``@register_model("name")`` plus its
+import below.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from sed.config import ConfigError, check_params, closest
+
+MODELS: dict[str, type[nn.Module]] = {}
+
+
+def register_model(name: str):
+    """Class decorator adding a model to the registry under ``name``."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in MODELS and MODELS[name] is not cls:
+            warnings.warn(f"model '{name}' registered twice; the later one wins", stacklevel=2)
+        MODELS[name] = cls
+        return cls
+
+    return deco
+
+
+def build_model(
+    name: str,
+    n_classes: int,
+    n_mels: int,
+    params: Mapping[str, Any] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: registry name (``model.name``).
+        n_classes: output classes (from classes.txt; configs never hard-code it).
+        n_mels: input mel bands.
+        params: constructor arguments (``model.params``), checked against the signature.
+        sources: config provenance for error messages.
+
+    Raises:
+        ConfigError: unknown name or parameter, with the closest valid one.
+    """
+    if name not in MODELS:
+        hint = closest(name, MODELS)
+        raise ConfigError(
+            f"{(sources or {}).get('model.name', 'config')}: unknown model.name '{name}'"
+            + (f" (did you mean '{hint}'?)" if hint else "")
+            + f"; registered: {', '.join(sorted(MODELS))}"
+        )
+    cls = MODELS[name]
+    params = dict(params or {})
+    check_params(cls, params, "model.params", sources, reserved=("n_classes", "n_mels"))
+    try:
+        return cls(n_classes=n_classes, n_mels=n_mels, **params)
+    except (ValueError, TypeError) as e:
+        where = (sources or {}).get("model.params", "config")
+        raise ConfigError(f"{where}: model.params for '{name}': {e}") from None
+
+
+# registrations (import for the side effect)
+from sed.models import cnn14_att  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Model-agnostic training: optimizers, schedulers, checkpoints, the step-based trainer."""
