@@ -37,6 +37,7 @@ ngpu=0                    # GPUs for training (0: CPU, or CUDA when device auto 
 tag=""                    # suffix of the experiment folder: exp/<recipe>/<family>/<version>_<tag>
 checkpoint=best           # checkpoint used by stages 3-5: best | last | step<N>
 overwrite=false           # redo stages whose outputs are complete
+workdir=.                 # where data/, dump/ and exp/ are created
 help_message=$(cat <<EOF
 Usage: $0 [options]
 Runs the stages of a sed recipe (see README.md).
@@ -54,11 +55,12 @@ Options (default in brackets):
   --tag <str>              experiment folder suffix ["${tag}"]
   --checkpoint <name>      checkpoint for stages 3-5: best | last | step<N> [${checkpoint}]
   --overwrite <bool>       redo complete stages: true | false [${overwrite}]
+  --workdir <dir>          folder that receives data/, dump/ and exp/ [${workdir}]
   --help                   show this message
 Stages: 0 data prep, 1 features, 2 train, 3 infer, 4 submission, 5 score + RESULTS.md
 EOF
 )
-valid_options="recipe stage stop_stage conf conf_override datadir fold nj ngpu tag checkpoint overwrite"
+valid_options="recipe stage stop_stage conf conf_override datadir fold nj ngpu tag checkpoint overwrite workdir"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -117,12 +119,13 @@ print(" ".join(f"--{k} {arg(v)}" for k, v in node.items()) if isinstance(node, d
 PY
 }
 
-conf_rel=${conf#conf/}
-family=$(dirname "${conf_rel}")
-version=$(basename "${conf_rel}" .yaml)
-expdir=exp/${recipe}/${family}/${version}${tag:+_${tag}}
-manifests=data/${recipe}
-dumpdir=dump/${recipe}
+family=$(basename "$(dirname "${conf}")")
+version=$(basename "${conf}" .yaml)
+[[ "${workdir}" == . ]] && workdir=""
+workdir=${workdir:+${workdir%/}/}
+expdir=${workdir}exp/${recipe}/${family}/${version}${tag:+_${tag}}
+manifests=${workdir}data/${recipe}
+dumpdir=${workdir}dump/${recipe}
 override_args=()
 [[ -n "${conf_override}" ]] && override_args=(--conf_override "${conf_override}")
 progress_args=()
@@ -215,7 +218,7 @@ if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
   ${infer_cmd} "${expdir}/score.log" \
     python -m sed.bin.score --expdir "${expdir}" --datadir "${manifests}" --recipe "${recipe}" \
       --checkpoint "${checkpoint}"
-  log "results: ${expdir}/results.json, exp/${recipe}/RESULTS.md"
+  log "results: ${expdir}/results.json, ${workdir}exp/${recipe}/RESULTS.md"
 fi
 
-log "done (${root}/${expdir}); compare runs with: tensorboard --logdir exp/${recipe}"
+log "done (${expdir}); compare runs with: tensorboard --logdir ${workdir}exp/${recipe}"

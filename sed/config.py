@@ -165,14 +165,17 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _resolve_base(base: str, including: Path) -> Path:
-    """A base path is relative to the repository root (cwd) or to the including file's folder."""
+    """A base path is relative to the current folder, or to the including file's folder or one of
+    its ancestors (so ``base: conf/cnn/base.yaml`` works from anywhere inside the repository)."""
     cand = Path(base)
     if cand.is_absolute() or cand.exists():
         return cand
-    beside = including.parent / base
-    if beside.exists():
-        return beside
-    raise ConfigError(f"{including}: base file '{base}' not found (tried {cand} and {beside})")
+    for folder in [including.parent, *including.resolve().parents]:
+        if (folder / base).exists():
+            return folder / base
+    raise ConfigError(
+        f"{including}: base file '{base}' not found (relative to . or {including.parent})"
+    )
 
 
 def _merge(

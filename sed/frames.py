@@ -63,14 +63,22 @@ def output_frame_times(
     return np.maximum(start, 0.0), end
 
 
-def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
-    """Start frames of sliding windows covering ``n_frames`` (the last one may run past the end).
+def window_starts(n_frames: int, window: int, hop: int, align: int = 1) -> list[int]:
+    """Start frames of sliding windows over ``n_frames`` frames.
 
-    Starts are multiples of ``hop`` so window outputs stay aligned with the model's frame grid when
-    ``hop`` is a multiple of its reduction.
+    Windows start every ``hop`` frames; the last one is moved back so that it ends at the end of
+    the recording (rounded down to a multiple of ``align``, the model's time reduction, so window
+    outputs stay on the model's frame grid). No window runs past the end unless the recording is
+    shorter than one window.
     """
-    if window <= 0 or hop <= 0:
-        raise ValueError(f"window ({window}) and hop ({hop}) must be positive")
+    if window <= 0 or hop <= 0 or align <= 0:
+        raise ValueError(f"window ({window}), hop ({hop}) and align ({align}) must be positive")
+    if hop > window:
+        raise ValueError(f"hop ({hop}) longer than the window ({window}) would skip frames")
     if n_frames <= window:
         return [0]
-    return [i * hop for i in range(math.ceil((n_frames - window) / hop) + 1)]
+    starts = list(range(0, n_frames - window, hop))
+    last = (n_frames - window) // align * align
+    if last > starts[-1]:
+        starts.append(last)
+    return starts

@@ -31,8 +31,9 @@ def predict_recording(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip and frame probabilities of one recording.
 
-    The recording is cut into windows of ``window`` frames every ``hop`` frames (the last window
-    padded with the recording's quietest value); clip probabilities are the max over windows, frame
+    The recording is cut into windows of ``window`` frames every ``hop`` frames, the last one
+    ending at the recording's end (a recording shorter than a window is repeated to fill it, which
+    keeps its statistics unlike a constant pad); clip probabilities are the max over windows, frame
     probabilities are stitched on the model's frame grid (max or mean where windows overlap).
 
     Args:
@@ -54,10 +55,10 @@ def predict_recording(
     window = max(r, window - window % r)
     x = torch.as_tensor(feats, dtype=torch.float32)
     n_mels, n_frames = x.shape
-    starts = window_starts(n_frames, window, hop)
+    starts = window_starts(n_frames, window, hop, align=r)
     total = starts[-1] + window
     if total > n_frames:
-        x = torch.cat([x, x.new_full((n_mels, total - n_frames), float(x.min()))], dim=1)
+        x = x.repeat(1, -(-total // n_frames))[:, :total]
     wins = torch.stack([x[:, s : s + window] for s in starts])
     clips, frames = [], []
     with autocast_context(device, amp_dtype):

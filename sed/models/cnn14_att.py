@@ -51,6 +51,9 @@ class Cnn14Att(nn.Module):
         dropout: dropout after each block and before the head (training only).
         clip_pooling: ``attention`` (PANNs), ``max`` or ``mean``; see :class:`AttentionHead`.
         activity_head: add the frame activity output.
+        freq_reduce: how the frequency axis is removed before the head: ``mean`` (PANNs) or
+            ``flatten`` (frequency bins become channels, so the head still sees where in the
+            spectrum a call is; helps shallow variants, whose few poolings leave many bins).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Cnn14Att(nn.Module):
         dropout: float = 0.2,
         clip_pooling: str = "attention",
         activity_head: bool = False,
+        freq_reduce: str = "mean",
     ) -> None:
         super().__init__()
         widths = list(widths)
@@ -77,8 +81,17 @@ class Cnn14Att(nn.Module):
             ConvBlock(chans[i], chans[i + 1], (time_pools[i], freq_pools[i]))
             for i in range(len(widths))
         )
+        if freq_reduce not in ("mean", "flatten"):
+            raise ValueError(f"freq_reduce must be 'mean' or 'flatten', got '{freq_reduce}'")
+        self.freq_reduce = freq_reduce
+        n_bins = n_mels
+        for f in freq_pools:
+            n_bins //= f
+        if n_bins < 1:
+            raise ValueError(f"{n_mels} mel bands cannot be pooled by {freq_pools}")
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(widths[-1], widths[-1])
+        fc_in = widths[-1] * n_bins if freq_reduce == "flatten" else widths[-1]
+        self.fc = nn.Linear(fc_in, widths[-1])
         self.head = AttentionHead(widths[-1], n_classes, clip_pooling, activity_head)
         self.time_reduction = int(torch.tensor(list(time_pools)).prod())
         self.embedding_dim = widths[-1]
@@ -95,7 +108,10 @@ class Cnn14Att(nn.Module):
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         for block in self.blocks:
             x = self.dropout(block(x))
-        x = x.mean(dim=3)  # (B, D, T')
+        if self.freq_reduce == "mean":
+            x = x.mean(dim=3)  # (B, D, T')
+        else:
+            x = x.permute(0, 1, 3, 2).flatten(1, 2)  # (B, D * F', T')
         # PANNs' smoothing: local max + mean over 3 frames keeps short events and their context
         x = F.max_pool1d(x, 3, 1, 1) + F.avg_pool1d(x, 3, 1, 1)
         x = self.dropout(x)

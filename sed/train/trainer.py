@@ -173,7 +173,7 @@ class Trainer:
                 return None
             self.scaler.scale(total / n).backward()
             for k, v in {"loss": total, **terms}.items():
-                terms_sum[k] = terms_sum.get(k, 0.0) + float(v) / n
+                terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / n
         self.scaler.unscale_(self.optimizer)
         max_norm = self.conf.grad_clip if self.conf.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)

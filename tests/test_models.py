@@ -1,0 +1,102 @@
+"""Every registered model honours the contract of DESIGN §5 (tests generated from the registry)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sed.models import MODELS, build_model
+
+# a tiny variant of every family keeps these tests fast
+TINY = {"cnn14_att": {"widths": [4, 8, 8], "dropout": 0.5}}
+N_MELS, N_CLASSES = 32, 5
+
+
+@pytest.fixture(params=sorted(MODELS))
+def name(request) -> str:
+    assert request.param in TINY, f"add a tiny variant of {request.param} to TINY"
+    return request.param
+
+
+def make(name: str, **extra) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, N_CLASSES, N_MELS, {**TINY[name], **extra})
+
+
+@pytest.mark.parametrize("t", [64, 101, 257])
+def test_output_keys_and_shapes(name: str, t: int) -> None:
+    model = make(name).eval()
+    out = model(torch.randn(3, N_MELS, t))
+    r = model.time_reduction
+    assert out["clip_logits"].shape == (3, N_CLASSES)
+    # the declared time reduction is the real one
+    assert out["frame_logits"].shape == (3, t // r, N_CLASSES)
+    assert out["embedding"].shape[0] == 3 and out["embedding"].ndim == 2
+    assert "activity_logits" not in out
+    for v in out.values():
+        assert torch.isfinite(v).all()
+
+
+def test_activity_head(name: str) -> None:
+    model = make(name, activity_head=True).eval()
+    out = model(torch.randn(2, N_MELS, 80))
+    assert out["activity_logits"].shape == (2, 80 // model.time_reduction, 1)
+
+
+def test_gradients_reach_every_parameter(name: str) -> None:
+    model = make(name, activity_head=True).train()
+    out = model(torch.randn(4, N_MELS, 64))
+    loss = sum(v.float().pow(2).mean() for v in out.values())
+    loss.backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, f"no gradient for {missing}"
+
+
+def test_eval_is_deterministic(name: str) -> None:
+    """Dropout must be off at inference (the seed had it on)."""
+    model = make(name).eval()
+    x = torch.randn(2, N_MELS, 64)
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    model.train()
+    assert not torch.equal(model(x)["clip_logits"], model(x)["clip_logits"])
+
+
+def test_batch_of_one(name: str) -> None:
+    model = make(name).eval()
+    out = model(torch.randn(1, N_MELS, 64))
+    assert out["clip_logits"].shape == (1, N_CLASSES)
+
+
+@pytest.mark.parametrize("pooling", ["attention", "max", "mean"])
+def test_clip_pooling_relations(pooling: str) -> None:
+    model = make("cnn14_att", clip_pooling=pooling).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, N_MELS, 64))
+    frame_max = out["frame_logits"].amax(dim=1)
+    frame_min = out["frame_logits"].amin(dim=1)
+    clip = out["clip_logits"]
+    # every pooling is a weighted average or the max: it lies between min and max over time
+    assert (clip <= frame_max + 1e-5).all() and (clip >= frame_min - 1e-5).all()
+    if pooling == "max":
+        torch.testing.assert_close(clip, frame_max)
+    if pooling == "mean":
+        torch.testing.assert_close(clip, out["frame_logits"].mean(dim=1))
+
+
+def test_flatten_frequency_reduction() -> None:
+    model = make("cnn14_att", freq_reduce="flatten").eval()
+    assert model(torch.randn(2, N_MELS, 64))["clip_logits"].shape == (2, N_CLASSES)
+
+
+def test_bad_params_raise() -> None:
+    from sed.config import ConfigError
+
+    with pytest.raises(ConfigError, match="one entry per block"):
+        build_model("cnn14_att", 3, 32, {"widths": [4, 8], "time_pools": [2]})
+    with pytest.raises(ConfigError, match="clip_pooling"):
+        build_model("cnn14_att", 3, 32, {"widths": [4], "clip_pooling": "sum"})

@@ -1,0 +1,133 @@
+"""The stage engine: options, errors, and the rfcx recipe end to end (stages 0-5) on a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import label_ranking_average_precision_score
+
+from sed.data.synth import SynthConfig, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(ROOT / "run.sh"), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"run.sh failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def test_help_lists_every_option() -> None:
+    proc = run("--help")
+    assert proc.returncode == 0
+    for opt in (
+        "--stage",
+        "--stop_stage",
+        "--conf",
+        "--datadir",
+        "--fold",
+        "--nj",
+        "--ngpu",
+        "--tag",
+        "--overwrite",
+        "--recipe",
+    ):
+        assert opt in proc.stdout
+
+
+def test_unknown_option_fails_with_the_valid_ones() -> None:
+    proc = run("--stages", "1")
+    assert proc.returncode == 2
+    assert "unknown option '--stages'" in proc.stderr and "--stop_stage" in proc.stderr
+
+
+def test_bad_values_fail_clearly(tmp_path: Path) -> None:
+    proc = run("--datadir", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "not a directory" in proc.stderr
+    proc = run("--conf", "conf/cnn/none.yaml")
+    assert proc.returncode == 2 and "not found" in proc.stderr
+    proc = run("--fold", "x")
+    assert proc.returncode == 2
+
+
+TINY = """\
+# tiny: a few steps of a very small CNN, for the end-to-end test
+base: conf/cnn/demo.yaml
+features: {speed_perturb: [1.1]}
+data: {folds: 2, crop_seconds: 2.0}
+model: {name: cnn14_att, params: {widths: [4, 8], time_pools: [2, 2]}}
+train: {max_steps: 4, batch_size: 4, eval_every_steps: 2, log_every_steps: 1}
+infer: {window_seconds: 2.0, hop_seconds: 1.0}
+"""
+
+
+@pytest.mark.slow
+def test_rfcx_recipe_end_to_end(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate(
+        raw,
+        SynthConfig(n_species=4, n_train=8, n_test=5, duration=6.0, sample_rate=16000, seed=3),
+        progress=False,
+    )
+    conf = tmp_path / "conf" / "cnn" / "tiny.yaml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(textwrap.dedent(TINY))
+    work = tmp_path / "work"
+    run("--datadir", str(raw), "--conf", str(conf), "--workdir", str(work), "--nj", "1", check=True)
+
+    exp = work / "exp" / "rfcx" / "cnn" / "tiny"
+    for k in (0, 1):
+        assert list((exp / f"fold{k}" / "tb").glob("events.out.tfevents.*")), (
+            f"no TB events fold {k}"
+        )
+        assert (exp / f"fold{k}" / "checkpoints" / "best.pt").exists()
+        log = (exp / f"fold{k}" / "train.log").read_text()
+        assert log.startswith("# ") and "# Ended (code 0)" in log
+    assert (exp / "config.yaml").exists()
+    inf = exp / "infer" / "best"
+    sub = pd.read_csv(inf / "submission.csv", dtype={"recording_id": str})
+    assert list(sub.columns) == ["recording_id", "s0", "s1", "s2", "s3"]
+    assert sorted(sub.recording_id) == sorted(p.stem for p in (raw / "test").glob("*.flac"))
+
+    # the test score agrees with an independent computation from the raw Kaggle files
+    result = json.loads((exp / "results.json").read_text())
+    labels = pd.read_csv(raw / "test_labels.csv", dtype={"recording_id": str})
+    truth = np.zeros((len(sub), 4))
+    row = {r: i for i, r in enumerate(sub.recording_id)}
+    for r in labels.itertuples():
+        truth[row[r.recording_id], r.species_id] = 1
+    keep = truth.sum(1) > 0
+    scores = sub[["s0", "s1", "s2", "s3"]].to_numpy()
+    expected = label_ranking_average_precision_score(
+        truth[keep], scores[keep], sample_weight=truth[keep].sum(1)
+    )
+    assert result["test"]["lwlrap"] == pytest.approx(expected, abs=1e-9)
+    assert 0 < result["oof"]["lwlrap"] <= 1 and set(result["oof"]["per_fold"]) == {"0", "1"}
+    assert "cnn/tiny" in (work / "exp" / "rfcx" / "RESULTS.md").read_text()
+
+    # a second run skips what is complete
+    again = run(
+        "--datadir",
+        str(raw),
+        "--conf",
+        str(conf),
+        "--workdir",
+        str(work),
+        "--nj",
+        "1",
+        "--stop_stage",
+        "2",
+        check=True,
+    )
+    assert "skipping" in again.stdout and "fold 0 is trained" in again.stdout
