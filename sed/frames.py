@@ -8,7 +8,6 @@ frames ``[j*r, (j+1)*r)`` to output frame ``j``; ``T'`` = ``T // r``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -95,7 +95,7 @@ def test_wrong_type_is_an_error(confs: Path) -> None:
 
 
 def test_missing_base_and_cycles(confs: Path) -> None:
-    with pytest.raises(ConfigError, match="nowhere.yaml"):
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml"):
         load_config(write(confs / "m.yaml", "base: nowhere.yaml\n"))
     write(confs / "a.yaml", "base: b.yaml\n")
     write(confs / "b.yaml", "base: a.yaml\n")

@@ -1,4 +1,4 @@
-"""The stage engine: options, errors, and the rfcx recipe end to end (stages 0-5) on a tiny corpus."""
+"""The stage engine: options, errors, and the rfcx recipe end to end on a tiny corpus."""
 
 from __future__ import annotations
 

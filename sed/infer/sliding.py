@@ -54,7 +54,7 @@ def predict_recording(
     hop = max(r, hop - hop % r)
     window = max(r, window - window % r)
     x = torch.as_tensor(feats, dtype=torch.float32)
-    n_mels, n_frames = x.shape
+    n_frames = x.shape[1]
     starts = window_starts(n_frames, window, hop, align=r)
     total = starts[-1] + window
     if total > n_frames:

@@ -108,10 +108,8 @@ class Cnn14Att(nn.Module):
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         for block in self.blocks:
             x = self.dropout(block(x))
-        if self.freq_reduce == "mean":
-            x = x.mean(dim=3)  # (B, D, T')
-        else:
-            x = x.permute(0, 1, 3, 2).flatten(1, 2)  # (B, D * F', T')
+        # (B, D, T') by averaging bins, or (B, D * F', T') keeping them as channels
+        x = x.mean(dim=3) if self.freq_reduce == "mean" else x.permute(0, 1, 3, 2).flatten(1, 2)
         # PANNs' smoothing: local max + mean over 3 frames keeps short events and their context
         x = F.max_pool1d(x, 3, 1, 1) + F.avg_pool1d(x, 3, 1, 1)
         x = self.dropout(x)
