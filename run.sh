@@ -138,23 +138,29 @@ if [[ ${stage} -le 0 && ${stop_stage} -ge 0 ]]; then
   raw=${datadir}
   if [[ -z "${raw}" ]]; then
     raw=${manifests}/synth
-    if [[ "${overwrite}" == true || ! -f "${raw}/.complete" ]]; then
+    synth_args=$(recipe_get synth)
+    # regenerate when the recipe's synth settings changed since the corpus was made
+    if [[ "${overwrite}" == true || ! -f "${raw}/.complete" || "$(cat "${raw}/.run_args" 2>/dev/null)" != "${synth_args}" ]]; then
       log "no --datadir: generating the synthetic ${recipe} corpus into ${raw}"
-      # shellcheck disable=SC2046
+      rm -f "${raw}/.run_args"
+      # shellcheck disable=SC2086
       ${prep_cmd} "${manifests}/log/synth.log" \
-        python -m sed.data.synth --outdir "${raw}" --nj "${nj}" $(recipe_get synth)
+        python -m sed.data.synth --outdir "${raw}" --nj "${nj}" --progress false ${synth_args}
+      echo "${synth_args}" > "${raw}/.run_args"
     else
       log "synthetic corpus ${raw} is complete; skipping generation"
     fi
   fi
   folds=$(python -c "from sed.config import load_config; c, _ = load_config('${conf}', '''${conf_override}'''); print(c.data.folds)")
   stamp="${manifests}/.prep_stamp"
-  if [[ "${overwrite}" == true || ! -f "${stamp}" || "$(cat "${stamp}" 2>/dev/null)" != "${raw} folds=${folds}" ]]; then
+  # the manifests are redone when the corpus, its version or the number of folds changed
+  stamp_value="${raw} folds=${folds} corpus=$(md5sum < "${raw}/.complete" 2>/dev/null | cut -c1-12)"
+  if [[ "${overwrite}" == true || ! -f "${stamp}" || "$(cat "${stamp}" 2>/dev/null)" != "${stamp_value}" ]]; then
     rm -f "${stamp}"
     ${prep_cmd} "${manifests}/log/data_prep.log" \
       python "egs/${recipe}/local/data_prep.py" --datadir "${raw}" --outdir "${manifests}" \
         --folds "${folds}" --nj "${nj}"
-    echo "${raw} folds=${folds}" > "${stamp}"
+    echo "${stamp_value}" > "${stamp}"
   else
     log "manifests in ${manifests} are complete; skipping"
   fi
@@ -183,6 +189,7 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
       continue
     fi
     mkdir -p "${expdir}/fold${k}"
+    rm -f "${expdir}"/infer/*/.done  # predictions of an older model are stale
     ${train_cmd} --gpu "${ngpu}" "${expdir}/fold${k}/train.log" \
       python -m sed.bin.train --conf "${conf}" "${override_args[@]}" "${device_args[@]}" \
         --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fold "${k}" \

@@ -141,3 +141,12 @@ def test_feature_name_changes_with_settings() -> None:
     # speed factors are separate files, not a new folder
     same = FeaturesConf(**{**FEATS.__dict__, "speed_perturb": []})
     assert feature_name(same) == feature_name(FEATS)
+
+
+def test_dump_is_redone_when_the_recordings_change(tmp_path: Path) -> None:
+    recs = recordings(tmp_path, n=2)
+    out = tmp_path / "dump" / "x"
+    dump_features(recs, FEATS, out, progress=False)
+    assert dump_features(recs.iloc[:1], FEATS, out, progress=False)["n_done"] == 1
+    with h5py.File(dump_path(out), "r") as h5:
+        assert sorted(h5) == ["r0"]

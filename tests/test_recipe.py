@@ -95,6 +95,9 @@ def test_rfcx_recipe_end_to_end(tmp_path: Path) -> None:
         log = (exp / f"fold{k}" / "train.log").read_text()
         assert log.startswith("# ") and "# Ended (code 0)" in log
     assert (exp / "config.yaml").exists()
+    meta = json.loads((exp / "meta.json").read_text())
+    assert {"command", "git_commit", "git_dirty", "versions", "host", "started", "finished"} <= set(meta)
+    assert meta["versions"]["torch"].startswith("2.11.0")
     inf = exp / "infer" / "best"
     sub = pd.read_csv(inf / "submission.csv", dtype={"recording_id": str})
     assert list(sub.columns) == ["recording_id", "s0", "s1", "s2", "s3"]

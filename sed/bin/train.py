@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary[k] = result
         write_json(expdir / f"fold{k}" / "train_summary.json", result | {"finished": now()})
-    meta_path = expdir / f"meta.fold{args.fold}.json"
-    write_json(meta_path, meta | {"finished": now()})
+    # meta.json describes the latest stage-2 run of this experiment; each fold keeps its own too
+    for k in folds:
+        write_json(expdir / f"fold{k}" / "meta.json", meta | {"fold": k, "finished": now()})
+    write_json(expdir / "meta.json", meta | {"folds": list(folds), "finished": now()})
     print(json.dumps({k: round(v["best"], 4) for k, v in summary.items()}))
     return 0
 

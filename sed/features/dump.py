@@ -46,6 +46,23 @@ def feature_name(feats: FeaturesConf) -> str:
     return f"logmel{feats.n_mels}_sr{feats.sample_rate}_hop{feats.hop_length}_{digest}"
 
 
+def recordings_digest(recordings: pd.DataFrame) -> str:
+    """Fingerprint of the recordings a dump was made from (ids, paths, durations)."""
+    cols = [c for c in ("recording_id", "path", "duration") if c in recordings]
+    text = recordings[cols].astype(str).to_csv(index=False)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _is_current(path: Path, digest: str) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("recordings_digest") == digest
+    except OSError:
+        return False
+
+
 def speed_dir(speed: float) -> str:
     return f"sp{float(speed):g}" if speed != 1.0 else "sp1.0"
 
@@ -124,7 +141,9 @@ def dump_features(
     feat_dir = Path(feat_dir)
     feat_dir.mkdir(parents=True, exist_ok=True)
     speeds = tuple(dict.fromkeys([1.0, *map(float, feats.speed_perturb)]))
-    todo = [s for s in speeds if overwrite or not dump_path(feat_dir, s).exists()]
+    digest = recordings_digest(recordings)
+    # a dump made from other recordings (a regenerated corpus, a new manifest) is redone
+    todo = [s for s in speeds if overwrite or not _is_current(dump_path(feat_dir, s), digest)]
     summary = {"speeds": list(speeds), "files": [str(dump_path(feat_dir, s)) for s in speeds]}
     write_text(
         feat_dir / "features.yaml", yaml.safe_dump(dataclasses.asdict(feats), sort_keys=False)
@@ -144,6 +163,7 @@ def dump_features(
             h5 = stack.enter_context(h5py.File(tmp, "w"))
             h5.attrs["features"] = json.dumps(dataclasses.asdict(feats))
             h5.attrs["speed"] = s
+            h5.attrs["recordings_digest"] = digest
             tmp_files[s] = h5
         bar = tqdm(
             total=len(jobs),
