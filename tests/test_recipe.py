@@ -96,7 +96,8 @@ def test_rfcx_recipe_end_to_end(tmp_path: Path) -> None:
         assert log.startswith("# ") and "# Ended (code 0)" in log
     assert (exp / "config.yaml").exists()
     meta = json.loads((exp / "meta.json").read_text())
-    assert {"command", "git_commit", "git_dirty", "versions", "host", "started", "finished"} <= set(meta)
+    keys = {"command", "git_commit", "git_dirty", "versions", "host", "started", "finished"}
+    assert keys <= set(meta)
     assert meta["versions"]["torch"].startswith("2.11.0")
     inf = exp / "infer" / "best"
     sub = pd.read_csv(inf / "submission.csv", dtype={"recording_id": str})
