@@ -33,7 +33,7 @@ conf_override=""          # dotted config overrides, e.g. "train.max_steps=200 o
 datadir=""                # raw corpus in the recipe's layout (empty: generate the synthetic one)
 fold=all                  # fold to train / infer: all or an index k
 nj=2                      # parallel jobs for data preparation and feature extraction
-ngpu=0                    # GPUs for training (0: CPU, or CUDA when device auto finds one)
+ngpu=""                   # GPUs for training: 0 forces CPU, 1 one CUDA GPU; empty: train.device decides
 tag=""                    # suffix of the experiment folder: exp/<recipe>/<family>/<version>_<tag>
 checkpoint=best           # checkpoint used by stages 3-5: best | last | step<N>
 overwrite=false           # redo stages whose outputs are complete
@@ -51,7 +51,7 @@ Options (default in brackets):
   --datadir <dir>          raw corpus (e.g. Kaggle's rfcx-species-audio-detection); empty: synthetic ["${datadir}"]
   --fold <k|all>           fold(s) to train and infer [${fold}]
   --nj <n>                 parallel jobs for stages 0-1 [${nj}]
-  --ngpu <n>               GPUs for training; 0 trains on CPU [${ngpu}]
+  --ngpu <n>               GPUs for training: 0 CPU, 1 one GPU; empty: config's train.device (auto) ["${ngpu}"]
   --tag <str>              experiment folder suffix ["${tag}"]
   --checkpoint <name>      checkpoint for stages 3-5: best | last | step<N> [${checkpoint}]
   --overwrite <bool>       redo complete stages: true | false [${overwrite}]
@@ -86,9 +86,12 @@ while [[ $# -gt 0 ]]; do
 done
 
 case "${overwrite}" in true|false) ;; *) echo "$0: --overwrite must be true or false" >&2; exit 2 ;; esac
-for v in stage stop_stage nj ngpu; do
+for v in stage stop_stage nj; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "$0: --${v} must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
+if [[ -n "${ngpu}" && ! "${ngpu}" =~ ^[01]$ ]]; then
+  echo "$0: --ngpu must be 0 or 1 (multi-GPU training is not available yet)" >&2; exit 2
+fi
 [[ "${fold}" == all || "${fold}" =~ ^[0-9]+$ ]] || { echo "$0: --fold must be 'all' or an integer" >&2; exit 2; }
 [[ -d "egs/${recipe}" ]] || { echo "$0: no recipe egs/${recipe} (have: $(ls egs | tr '\n' ' '))" >&2; exit 2; }
 [[ -f "${conf}" ]] || { echo "$0: config file '${conf}' not found" >&2; exit 2; }
@@ -181,7 +184,8 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
   n_folds=$(python -c "from sed.config import load_config; c, _ = load_config('${conf}', '''${conf_override}'''); print(c.data.folds)")
   if [[ "${fold}" == all ]]; then folds_to_run=$(seq 0 $((n_folds - 1))); else folds_to_run=${fold}; fi
   device_args=()
-  [[ ${ngpu} -eq 0 ]] && device_args=(--conf_override "train.device=auto")
+  [[ "${ngpu}" == 0 ]] && device_args=(--conf_override "train.device=cpu")
+  [[ "${ngpu}" == 1 ]] && device_args=(--conf_override "train.device=cuda")
   for k in ${folds_to_run}; do
     if [[ "${overwrite}" == true ]]; then rm -rf "${expdir}/fold${k}"; fi
     if [[ -f "${expdir}/fold${k}/.done" ]]; then
@@ -190,7 +194,7 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
     fi
     mkdir -p "${expdir}/fold${k}"
     rm -f "${expdir}"/infer/*/.done  # predictions of an older model are stale
-    ${train_cmd} --gpu "${ngpu}" "${expdir}/fold${k}/train.log" \
+    ${train_cmd} --gpu "${ngpu:-0}" "${expdir}/fold${k}/train.log" \
       python -m sed.bin.train --conf "${conf}" "${override_args[@]}" "${device_args[@]}" \
         --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fold "${k}" \
         "${progress_args[@]}"

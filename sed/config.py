@@ -121,6 +121,7 @@ class InferConf:
     batch_size: int = 16
     checkpoint: str = "best"  # best | last | step<N>
     frame_combine: str = "max"  # how overlapping windows combine frame scores: max | mean
+    clip_score: str = "clip"  # recording score: clip (max over windows) | frame_max (max over time)
 
 
 @dataclass
@@ -137,6 +138,30 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     infer: InferConf = field(default_factory=InferConf)
     version_note: str = ""
+
+
+# values some keys may take (registries check model, loss and augmentation names themselves)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "features.dtype": ("float16", "float32"),
+    "data.crop": ("positive_centered", "random"),
+    "optim.name": ("adam", "adamw", "sgd"),
+    "scheduler.name": ("none", "step", "cosine"),
+    "train.amp": ("auto", "off", "bf16", "fp16"),
+    "infer.frame_combine": ("max", "mean"),
+    "infer.clip_score": ("clip", "frame_max"),
+}
+
+
+def _check_choices(cfg: Config, sources: Mapping[str, str]) -> None:
+    for dotted, allowed in CHOICES.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            hint = closest(str(value), allowed)
+            raise ConfigError(
+                f"{_where(dotted, sources)}: '{dotted}' is '{value}', expected one of "
+                f"{', '.join(allowed)}" + (f" (did you mean '{hint}'?)" if hint else "")
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -404,6 +429,7 @@ def load_config(
     for key, value in parse_overrides(overrides):
         _apply_override(tree, key, value, sources)
     cfg = _build(Config, tree, sources)
+    _check_choices(cfg, sources)
     return cfg, sources
 
 

@@ -94,6 +94,11 @@ def test_wrong_type_is_an_error(confs: Path) -> None:
         load_config(confs / "v001.yaml", "train.max_steps=true")  # bool is not an int here
 
 
+def test_enumerated_values_are_checked(confs: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.crop.*positive_centered.*random"):
+        load_config(confs / "v001.yaml", "data.crop=positive_centred")
+
+
 def test_missing_base_and_cycles(confs: Path) -> None:
     with pytest.raises(ConfigError, match=r"nowhere\.yaml"):
         load_config(write(confs / "m.yaml", "base: nowhere.yaml\n"))

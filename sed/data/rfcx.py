@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from tqdm import tqdm
 
 from sed.data.folds import make_folds
 from sed.data.manifest import (
@@ -40,6 +39,7 @@ from sed.data.manifest import (
     write_recordings,
 )
 from sed.fileio import write_csv, write_text
+from sed.utils.progress import progress_bar
 
 __all__ = ["ANNOTATION_COLUMNS", "AUDIO_SUFFIX", "DONE_MARKER", "prepare_rfcx"]
 
@@ -400,10 +400,10 @@ def _probe(path: Path) -> _Probe:
 def _probe_all(paths: Sequence[Path], nj: int) -> list[_Probe]:
     progress = {"total": len(paths), "desc": "probing audio", "unit": "file", "disable": None}
     if nj == 1:
-        return [_probe(p) for p in tqdm(paths, **progress)]
+        return [_probe(p) for p in progress_bar(paths, **progress)]
     # Threads suffice: probing is I/O and libsndfile calls release the GIL.
     with ThreadPoolExecutor(max_workers=nj) as pool:
-        return list(tqdm(pool.map(_probe, paths), **progress))
+        return list(progress_bar(pool.map(_probe, paths), **progress))
 
 
 def _events(

@@ -758,9 +758,11 @@ def _worker_job(job: tuple[str, int, str, bool]) -> tuple[list[Row], list[Row]]:
 
 
 def _results(ctx: _Context, jobs: list, nj: int, progress: bool) -> Iterator:
-    from tqdm import tqdm
+    from sed.utils.progress import progress_bar
 
-    bar = tqdm(total=len(jobs), desc="synth", unit="rec", disable=not progress, file=sys.stderr)
+    bar = progress_bar(
+        total=len(jobs), desc="synth", unit="rec", disable=not progress, file=sys.stderr
+    )
     try:
         if nj == 1:
             for job in jobs:

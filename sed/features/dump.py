@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from tqdm import tqdm
 
 from sed.config import FeaturesConf
 from sed.features.audio import AudioError, load_audio, speed_perturb
 from sed.features.frontend import LogMel
 from sed.fileio import atomic_path, write_csv, write_text
+from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def dump_features(
             h5.attrs["speed"] = s
             h5.attrs["recordings_digest"] = digest
             tmp_files[s] = h5
-        bar = tqdm(
+        bar = progress_bar(
             total=len(jobs),
             desc=f"stage 1: features ({nj} jobs)",
             disable=not progress,

@@ -20,7 +20,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from sed.config import Config, from_dict
 from sed.data.corpus import Corpus
@@ -31,6 +30,7 @@ from sed.infer.sliding import predict_recording
 from sed.train.checkpoint import load_checkpoint
 from sed.train.fold import build_model_from_config, open_store, window_frames
 from sed.train.trainer import resolve_amp, resolve_device
+from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ def infer_experiment(
         valid_ids = [r for r in valid_ids if r in store.ids]
         test_ids = [r for r in test_ids_all if r in store.ids]
         jobs = [("oof", r) for r in valid_ids] + [("test", r) for r in test_ids]
-        for kind, rid in tqdm(jobs, desc=f"stage 3: fold {k}", disable=not progress, unit="rec"):
+        for kind, rid in progress_bar(
+            jobs, desc=f"stage 3: fold {k}", disable=not progress, unit="rec"
+        ):
             clip, frame = predict_recording(
                 model,
                 store.read(rid),
@@ -127,6 +129,8 @@ def infer_experiment(
                 amp,
                 cfg.infer.frame_combine,
             )
+            if cfg.infer.clip_score == "frame_max" and len(frame):
+                clip = frame.max(axis=0)
             if kind == "oof":
                 oof[rid] = {"clip": clip, "frame": frame}
                 oof_fold[rid] = k

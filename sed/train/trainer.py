@@ -18,12 +18,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from sed.config import Config, TrainConf, to_dict
 from sed.datasets.targets import reduce_frame_targets
 from sed.infer.sliding import autocast_context
 from sed.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class Trainer:
         writer = SummaryWriter(str(self.outdir / "tb"))
         self.resume_if_possible()
         batches = self._batches()
-        bar = tqdm(
+        bar = progress_bar(
             total=self.conf.max_steps,
             initial=self.step,
             desc=f"train {self.outdir.name}",
