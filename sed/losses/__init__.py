@@ -6,6 +6,8 @@ returns ``(total, terms)``: the scalar to minimise and a dict of named terms for
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -46,4 +48,11 @@ def build_loss(
     return cls(**params)
 
 
-from sed.losses import frame_clip  # noqa: E402, F401
+def _import_all() -> None:
+    # every module of this folder registers its losses on import
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_all()

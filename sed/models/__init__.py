@@ -1,11 +1,15 @@
 """Model registry: the YAML ``model.name`` -> a model class honouring the contract of DESIGN §5.
 
-Adding a model is one new file with a class decorated by ``@register_model("name")`` plus its
-import below.
+Adding a model is one new file in this folder with a class decorated by
+``@register_model("name", tiny={...})``; every module here is imported on first use, so no other
+line needs to change. ``tiny`` holds constructor arguments of a very small variant that the tests
+(generated from the registry) build.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -15,18 +19,31 @@ from torch import nn
 from sed.config import ConfigError, check_params, closest
 
 MODELS: dict[str, type[nn.Module]] = {}
+TINY: dict[str, dict[str, Any]] = {}
 
 
-def register_model(name: str):
-    """Class decorator adding a model to the registry under ``name``."""
+def register_model(name: str, tiny: Mapping[str, Any] | None = None):
+    """Class decorator adding a model to the registry under ``name``.
+
+    Args:
+        name: the YAML ``model.name``.
+        tiny: constructor arguments of a very small variant, for fast tests.
+    """
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
         if name in MODELS and MODELS[name] is not cls:
             warnings.warn(f"model '{name}' registered twice; the later one wins", stacklevel=2)
         MODELS[name] = cls
+        TINY[name] = dict(tiny or {})
         return cls
 
     return deco
+
+
+def _import_all() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
 
 
 def build_model(
@@ -65,5 +82,4 @@ def build_model(
         raise ConfigError(f"{where}: model.params for '{name}': {e}") from None
 
 
-# registrations (import for the side effect)
-from sed.models import cnn14_att  # noqa: E402, F401
+_import_all()

@@ -242,11 +242,11 @@ class Trainer:
                 if self.step % self.conf.log_every_steps == 0 or self.step == 1:
                     dt = time.time() - t_last
                     for k, v in terms.items():
-                        tag = "train/grad_norm" if k == "grad_norm" else f"train/{k}"
+                        tag = f"train/{k}" if k in ("loss", "grad_norm") else f"train/loss_{k}"
                         writer.add_scalar(tag, v, self.step)
                     writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
                     writer.add_scalar("train/samples_per_sec", samples / max(dt, 1e-9), self.step)
-                    bar.set_postfix(loss=f"{terms['loss']:.4f}")
+                    bar.set_postfix(loss=f"{terms['loss']:.4f}", refresh=False)
                     t_last, samples = time.time(), 0
                 if self.step % self.conf.eval_every_steps == 0 or self.step == self.conf.max_steps:
                     self.evaluate(writer)
