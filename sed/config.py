@@ -78,23 +78,38 @@ class ModelConf:
 
 @dataclass
 class LossConf:
-    """Loss registry choice (``sed.losses``) and its constructor arguments."""
+    """Loss registry choice (``sed.losses``), its constructor arguments and auxiliary losses.
+
+    ``aux`` items are ``{name: <registered loss>, weight: float (default 1), params: {...}}``;
+    the total is ``main + sum(weight * aux)`` (see :func:`sed.losses.build_loss`).
+    """
 
     name: str = "frame_clip"
     params: dict = field(default_factory=dict)
+    aux: list[dict] = field(default_factory=list)
 
 
 @dataclass
 class OptimConf:
+    """Optimizer over the model's and the loss's trainable parameters.
+
+    ``groups`` items are ``{pattern: regex, lr: float, weight_decay: float}`` (lr and weight_decay
+    default to the values above); a parameter named ``model.<name>`` or ``loss.<name>`` goes to
+    the first group whose pattern it matches (``re.search``), else to the default group.
+    """
+
     name: str = "adam"  # adam | adamw | sgd
     lr: float = 1.0e-3
     weight_decay: float = 0.0
     params: dict = field(default_factory=dict)  # extra optimizer arguments (betas, momentum ...)
+    groups: list[dict] = field(default_factory=list)  # per-parameter-name lr / weight decay
 
 
 @dataclass
 class SchedulerConf:
-    name: str = "none"  # none | step | cosine
+    """Per-optimizer-step learning-rate schedule (see :func:`sed.train.optim.build_scheduler`)."""
+
+    name: str = "none"  # none | step | cosine | warmup_cosine | noam | onecycle
     params: dict = field(default_factory=dict)
 
 
@@ -145,7 +160,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "features.dtype": ("float16", "float32"),
     "data.crop": ("positive_centered", "random"),
     "optim.name": ("adam", "adamw", "sgd"),
-    "scheduler.name": ("none", "step", "cosine"),
+    "scheduler.name": ("none", "step", "cosine", "warmup_cosine", "noam", "onecycle"),
     "train.amp": ("auto", "off", "bf16", "fp16"),
     "infer.frame_combine": ("max", "mean"),
     "infer.clip_score": ("clip", "frame_max"),
@@ -214,6 +229,11 @@ def _merge(
 
     ``origin`` is a file name, or the provenance map of ``src`` when ``src`` is a loaded base.
     """
+    if "name" in src and "params" in dst and src["name"] != dst.get("name"):
+        # a registry choice changed: the old choice's params do not apply to the new one
+        del dst["params"]
+        for k in [k for k in sources if k == f"{prefix}params" or k.startswith(f"{prefix}params.")]:
+            del sources[k]
     for key, value in src.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and isinstance(dst.get(key), dict):

@@ -115,6 +115,21 @@ def test_invalid_yaml_and_missing_file(confs: Path) -> None:
         load_config(confs / "absent.yaml")
 
 
+def test_changing_a_registry_name_drops_the_old_params(confs: Path) -> None:
+    child = write(confs / "sched.yaml", "base: base.yaml\nmodel: {name: other}\n")
+    write(
+        confs / "base.yaml",
+        (confs / "base.yaml").read_text()
+        + "scheduler: {name: cosine, params: {warmup_steps: 5}}\n",
+    )
+    cfg, _ = load_config(child)
+    assert cfg.model.params == {}
+    cfg, _ = load_config(confs / "base.yaml", "scheduler.name=step")
+    assert cfg.scheduler.params == {}
+    cfg, _ = load_config(confs / "base.yaml", "scheduler.params.warmup_steps=7")
+    assert cfg.scheduler.params == {"warmup_steps": 7}
+
+
 def test_note_is_not_inherited(confs: Path) -> None:
     child = write(confs / "plain.yaml", "base: base.yaml\nseed: 9\n")
     cfg, _ = load_config(child)
@@ -155,5 +170,12 @@ def test_every_shipped_config_builds() -> None:
             continue
         cfg, sources = load_config(p)
         assert cfg.version_note, f"{p}: first line must be a comment saying what it tries"
-        build_model(cfg.model.name, 24, cfg.features.n_mels, cfg.model.params, sources)
-        build_loss(cfg.loss.name, cfg.loss.params, sources)
+        model = build_model(cfg.model.name, 24, cfg.features.n_mels, cfg.model.params, sources)
+        build_loss(
+            cfg.loss.name,
+            cfg.loss.params,
+            sources,
+            cfg.loss.aux,
+            getattr(model, "embedding_dim", None),
+            24,
+        )

@@ -2,14 +2,19 @@
 
 A loss takes the model's output dict and the batch (targets already at the model's frame rate) and
 returns ``(total, terms)``: the scalar to minimise and a dict of named terms for logging.
+``loss.aux`` adds weighted auxiliary losses (:class:`~sed.losses.combined.CombinedLoss`).
+Arguments a loss takes from the framework rather than the config (``n_classes``,
+``embedding_dim``) are filled in by :func:`build_loss`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 import pkgutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -31,21 +36,127 @@ def register_loss(name: str):
     return deco
 
 
-def build_loss(
-    name: str, params: Mapping[str, Any] | None = None, sources: Mapping[str, str] | None = None
+# constructor arguments the framework supplies (from the data and the model), never the config
+INJECTED = ("n_classes", "embedding_dim")
+AUX_KEYS = ("name", "weight", "params")
+
+
+def _unknown_name(name: Any, key: str, where: str) -> ConfigError:
+    hint = closest(str(name), LOSSES)
+    return ConfigError(
+        f"{where}: unknown {key} '{name}'"
+        + (f" (did you mean '{hint}'?)" if hint else "")
+        + f"; registered: {', '.join(sorted(LOSSES))}"
+    )
+
+
+def _build_one(
+    name: str,
+    params: Mapping[str, Any],
+    section: str,
+    where: str,
+    sources: Mapping[str, str],
+    injected: Mapping[str, Any],
 ) -> nn.Module:
-    """Build a registered loss; unknown names or parameters raise :class:`ConfigError`."""
-    if name not in LOSSES:
-        hint = closest(name, LOSSES)
-        raise ConfigError(
-            f"{(sources or {}).get('loss.name', 'config')}: unknown loss.name '{name}'"
-            + (f" (did you mean '{hint}'?)" if hint else "")
-            + f"; registered: {', '.join(sorted(LOSSES))}"
-        )
+    """One registered loss; ``section`` (``loss.params``, ``loss.aux[0].params``) names errors."""
     cls = LOSSES[name]
-    params = dict(params or {})
-    check_params(cls, params, "loss.params", sources)
-    return cls(**params)
+    params = dict(params)
+    check_params(cls, params, section, sources, reserved=INJECTED)
+    accepted = inspect.signature(cls).parameters
+    for key, value in injected.items():
+        if key not in accepted:
+            continue
+        if value is None:
+            why = (
+                ": the model must expose an 'embedding_dim' attribute (its embedding size D)"
+                if key == "embedding_dim"
+                else ""
+            )
+            raise ConfigError(f"{where}: loss '{name}' needs {key} and none was given{why}")
+        params[key] = value
+    try:
+        return cls(**params)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {section} for loss '{name}': {e}") from None
+
+
+def build_loss(
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    sources: Mapping[str, str] | None = None,
+    aux: Sequence[Mapping[str, Any]] | None = None,
+    embedding_dim: int | None = None,
+    n_classes: int | None = None,
+) -> nn.Module:
+    """Build a registered loss, alone or with auxiliary losses.
+
+    Args:
+        name: ``loss.name``.
+        params: ``loss.params`` (checked against the loss's constructor).
+        sources: config provenance, for error messages.
+        aux: ``loss.aux`` items ``{name, weight (default 1), params (default {})}``.
+        embedding_dim: the model's embedding size D, given to losses that take it (center).
+        n_classes: number of classes C, given to losses that take it (center).
+
+    Returns:
+        The main loss when ``aux`` is empty, else a :class:`~sed.losses.combined.CombinedLoss`
+        with ``total = main + sum(weight * aux)``.
+
+    Raises:
+        ConfigError: unknown loss name, parameter or aux key, a bad value, or a loss needing
+            ``embedding_dim`` / ``n_classes`` without it.
+    """
+    sources = sources or {}
+    if name not in LOSSES:
+        raise _unknown_name(name, "loss.name", sources.get("loss.name", "config"))
+    injected = {"embedding_dim": embedding_dim, "n_classes": n_classes}
+    main = _build_one(
+        name,
+        params or {},
+        "loss.params",
+        sources.get("loss.params", sources.get("loss.name", "config")),
+        sources,
+        injected,
+    )
+    if not aux:
+        return main
+    from sed.losses.combined import CombinedLoss
+
+    where = sources.get("loss.aux", "config")
+    built = []
+    for i, item in enumerate(aux):
+        key = f"loss.aux[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(
+                f"{where}: '{key}' must be a mapping with keys {', '.join(AUX_KEYS)}, got {item!r}"
+            )
+        for k in item:
+            if k not in AUX_KEYS:
+                hint = closest(str(k), AUX_KEYS)
+                raise ConfigError(
+                    f"{where}: unknown key '{key}.{k}'"
+                    + (f" (did you mean '{key}.{hint}'?)" if hint else "")
+                    + f"; valid keys: {', '.join(AUX_KEYS)}"
+                )
+        if "name" not in item:
+            raise ConfigError(f"{where}: '{key}.name' is missing (the registered loss to add)")
+        aux_name = item["name"]
+        if aux_name not in LOSSES:
+            raise _unknown_name(aux_name, f"{key}.name", where)
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                weight = float(weight)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"{where}: '{key}.weight' must be a number >= 0, got {weight!r}")
+        aux_params = item.get("params") or {}
+        if not isinstance(aux_params, Mapping):
+            raise ConfigError(f"{where}: '{key}.params' must be a mapping, got {aux_params!r}")
+        # list items have no provenance of their own: they come from the file that set loss.aux
+        sub_sources = {**sources, **{f"{key}.params.{k}": where for k in aux_params}}
+        loss = _build_one(aux_name, aux_params, f"{key}.params", where, sub_sources, injected)
+        built.append((aux_name, float(weight), loss))
+    return CombinedLoss(main, built)
 
 
 def _import_all() -> None:

@@ -117,9 +117,18 @@ def train_fold(
         resolve_amp(cfg.train.amp, device),
     )
     model = build_model_from_config(cfg, n_classes, sources)
-    loss_fn = build_loss(cfg.loss.name, cfg.loss.params, sources)
-    optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.max_steps)
+    # the loss may own parameters (center loss centers): built before the optimizer, which
+    # optimises them with the model's; Trainer's loss_fn.to(device) keeps the same Parameters
+    loss_fn = build_loss(
+        cfg.loss.name,
+        cfg.loss.params,
+        sources,
+        aux=cfg.loss.aux,
+        embedding_dim=getattr(model, "embedding_dim", None),
+        n_classes=n_classes,
+    )
+    optimizer = build_optimizer(model, cfg.optim, loss_fn, sources)
+    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.max_steps, sources)
     log.info(
         "fold %d: %d train recordings (%d crops/epoch), %d valid recordings, %d classes, "
         "model %s with %.2fM parameters, time reduction %d, device %s",

@@ -112,6 +112,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
+            # losses with parameters (center-loss centers) resume with the optimizer state
+            "loss": self.loss_fn.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -127,6 +129,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if "loss" in state:
+            self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -165,9 +169,12 @@ class Trainer:
             batch = move(batch, self.device)
             with autocast_context(self.device, self.amp_dtype):
                 out = self.model(batch["feats"])
-            batch["frame_target"] = reduce_frame_targets(
-                batch["frame_target"], self.model.time_reduction, out["frame_logits"].shape[1]
-            )
+            n_out = out["frame_logits"].shape[1]
+            r = self.model.time_reduction
+            batch["frame_target"] = reduce_frame_targets(batch["frame_target"], r, n_out)
+            if "frame_mask" in batch:
+                # an output frame counts only if every input frame it pools counts
+                batch["frame_mask"] = 1 - reduce_frame_targets(1 - batch["frame_mask"], r, n_out)
             total, terms = self.loss_fn(out, batch)
             if not torch.isfinite(total):
                 return None
@@ -176,7 +183,8 @@ class Trainer:
                 terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / n
         self.scaler.unscale_(self.optimizer)
         max_norm = self.conf.grad_clip if self.conf.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
