@@ -7,7 +7,7 @@ small variants (``widths: [16, 32, 64]``) train on a CPU in minutes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from torch import nn
 
 from sed.models import register_model
 from sed.models.heads import AttentionHead
+from sed.models.weights import LoadReport, convert_panns_cnn14, load_init_checkpoint
 
 
 class ConvBlock(nn.Module):
@@ -56,6 +57,10 @@ class Cnn14Att(nn.Module):
         freq_reduce: how the frequency axis is removed before the head: ``mean`` (PANNs) or
             ``flatten`` (frequency bins become channels, so the head still sees where in the
             spectrum a call is; helps shallow variants, whose few poolings leave many bins).
+        init_checkpoint: local weight file: ours, or official PANNs ``Cnn14`` weights (converted by
+            :func:`~sed.models.weights.convert_panns_cnn14`; they fit the default widths with
+            ``freq_reduce: mean`` and 64 mel bands).
+        init_key_map: prefix renames applied to the file's keys first.
     """
 
     def __init__(
@@ -69,6 +74,8 @@ class Cnn14Att(nn.Module):
         clip_pooling: str = "attention",
         activity_head: bool = False,
         freq_reduce: str = "mean",
+        init_checkpoint: str | None = None,
+        init_key_map: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         widths = list(widths)
@@ -97,6 +104,11 @@ class Cnn14Att(nn.Module):
         self.head = AttentionHead(widths[-1], n_classes, clip_pooling, activity_head)
         self.time_reduction = int(torch.tensor(list(time_pools)).prod())
         self.embedding_dim = widths[-1]
+        self.init_report: LoadReport | None = None
+        if init_checkpoint:
+            self.init_report = load_init_checkpoint(
+                self, init_checkpoint, init_key_map, convert_panns_cnn14
+            )
 
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         """Args: feats (Tensor): log-mel (B, n_mels, T).
