@@ -42,6 +42,9 @@ def load_fold_model(
     path = Path(expdir) / f"fold{fold}" / "checkpoints" / f"{checkpoint}.pt"
     state = load_checkpoint(path, device)
     cfg = from_dict(state["config"])
+    # the trained weights are loaded below: initial weights need not (and may no longer) exist
+    for key in ("init_checkpoint", "init_key_map"):
+        cfg.model.params.pop(key, None)
     classes = list(state["classes"])
     model = build_model_from_config(cfg, len(classes))
     model.load_state_dict(state["model"])

@@ -38,9 +38,7 @@ class ConvBlock(nn.Module):
         return x
 
 
-@register_model(
-    "cnn14_att", tiny={"widths": [4, 8, 8], "dropout": 0.5, "freq_reduce": "flatten"}
-)
+@register_model("cnn14_att", tiny={"widths": [4, 8, 8], "dropout": 0.5, "freq_reduce": "flatten"})
 class Cnn14Att(nn.Module):
     """CNN14 SED model.
 
