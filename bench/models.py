@@ -25,10 +25,13 @@ from sed.models import build_model
 
 DEFAULT_CONFIGS = [
     "conf/cnn/demo.yaml",
+    "conf/cnn/base.yaml",
     "conf/eff/base.yaml",
     "conf/res/base.yaml",
     "conf/mob/base.yaml",
     "conf/timm/base.yaml",
+    "conf/tra/base.yaml",
+    "conf/con/base.yaml",
 ]
 
 
