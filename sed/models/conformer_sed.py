@@ -28,8 +28,7 @@ from conformer.conformer import Attention
 from torch import nn
 
 from sed.models import register_model
-from sed.models.positional import SinusoidalPositionalEncoding
-from sed.models.transformer_sed import POSITIONALS, Bottleneck, SequenceFrontEnd
+from sed.models.transformer_sed import ClsSequenceSED
 
 # gated probabilities are kept within [0, 1 - GATE_EPS] so their logit stays finite (~13.8)
 GATE_EPS = 1.0e-6
@@ -122,7 +121,7 @@ def conformer_block(dim: int, **kwargs) -> ConformerBlock:
         "bottleneck_dim": 8,
     },
 )
-class ConformerSED(nn.Module):
+class ConformerSED(ClsSequenceSED):
     """Conformer SED: CLS token -> Conformer encoder -> [bottleneck] -> Conformer decoder.
 
     Args:
@@ -167,10 +166,7 @@ class ConformerSED(nn.Module):
         gate_frames: bool = False,
     ) -> None:
         super().__init__()
-        if positional not in POSITIONALS:
-            raise ValueError(f"positional must be one of {POSITIONALS}, got '{positional}'")
-        if n_layers < 1 or n_decoder_layers < 0 or bottleneck_dim < 0:
-            raise ValueError("need n_layers >= 1, n_decoder_layers >= 0 and bottleneck_dim >= 0")
+        self._check(positional, n_layers, n_decoder_layers, bottleneck_dim)
         if gate_frames and not activity_head:
             raise ValueError("gate_frames needs activity_head: true (the gate is the activity)")
         if dim_head is None:
@@ -196,43 +192,23 @@ class ConformerSED(nn.Module):
                 )
             )
 
-        self.front = SequenceFrontEnd(n_mels, d_model, subsample)
-        self.pos = SinusoidalPositionalEncoding(d_model) if positional == "sinusoidal" else None
-        self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = blocks(n_layers)
-        self.bottleneck = Bottleneck(d_model, bottleneck_dim) if bottleneck_dim else None
-        self.decoder = blocks(n_decoder_layers)
-        # one classifier for CLS and frames (as the seed): clip and frame logits share a scale
-        self.classifier = nn.Linear(d_model, n_classes)
-        self.activity = nn.Linear(d_model, 1) if activity_head else None
+        self._build(
+            n_classes,
+            n_mels,
+            d_model,
+            subsample,
+            positional,
+            bottleneck_dim,
+            dropout,
+            activity_head,
+            encoder=blocks(n_layers),
+            decoder=blocks(n_decoder_layers),
+        )
         self.gate_frames = gate_frames
-        self.time_reduction = subsample
-        self.embedding_dim = d_model
 
-    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Args: feats (Tensor): log-mel (B, n_mels, T), T >= time_reduction.
-
-        Returns:
-            dict: ``clip_logits`` (B, C) from the CLS position, ``frame_logits`` (B, T', C) with
-            T' = T // time_reduction (gated by the activity with ``gate_frames``), ``embedding``
-            (B, d_model) the CLS state, and ``activity_logits`` (B, T', 1) with the activity head.
-        """
-        x = self.front(feats)  # (B, T', D)
-        if self.pos is not None:
-            x = self.pos(x)
-        x = torch.cat((self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x), dim=1)
+    def _frames_hook(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # the CLS token sits at relative distance 1..T' from the frames: it reads the whole clip
-        # through attention and, at its edge, the convolution module
-        x = self.encoder(self.dropout(x))  # (B, 1 + T', D)
-        if self.bottleneck is not None:
-            x = self.bottleneck(x)
-        x = self.decoder(x)
-        logits = self.classifier(x)  # (B, 1 + T', C)
-        out = {"clip_logits": logits[:, 0], "frame_logits": logits[:, 1:], "embedding": x[:, 0]}
-        if self.activity is not None:
-            activity = self.activity(x[:, 1:])  # (B, T', 1)
-            out["activity_logits"] = activity
-            if self.gate_frames:
-                out["frame_logits"] = gated_frame_logits(out["frame_logits"], activity)
+        # through attention and, at its edge, the convolution module; clip logits are not gated
+        if self.gate_frames:
+            out["frame_logits"] = gated_frame_logits(out["frame_logits"], out["activity_logits"])
         return out

@@ -112,6 +112,74 @@ def _encoder(
     )
 
 
+class ClsSequenceSED(nn.Module):
+    """Shared skeleton of the sequence families: front end, optional positions, a CLS token,
+    encoder, optional bottleneck, decoder, one classifier for CLS and frames, activity head.
+
+    Subclasses build their ``encoder`` and ``decoder`` stacks (sequence in, sequence out, (B, L, D))
+    and call :meth:`_build`; :meth:`_frames_hook` lets them post-process the outputs.
+    """
+
+    def _build(
+        self,
+        n_classes: int,
+        n_mels: int,
+        d_model: int,
+        subsample: int,
+        positional: str,
+        bottleneck_dim: int,
+        dropout: float,
+        activity_head: bool,
+        encoder: nn.Module,
+        decoder: nn.Module,
+    ) -> None:
+        self.front = SequenceFrontEnd(n_mels, d_model, subsample)
+        self.pos = SinusoidalPositionalEncoding(d_model) if positional == "sinusoidal" else None
+        self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = encoder
+        self.bottleneck = Bottleneck(d_model, bottleneck_dim) if bottleneck_dim else None
+        self.decoder = decoder
+        # one classifier for CLS and frames (as the seed): clip and frame logits share a scale
+        self.classifier = nn.Linear(d_model, n_classes)
+        self.activity = nn.Linear(d_model, 1) if activity_head else None
+        self.time_reduction = subsample
+        self.embedding_dim = d_model
+
+    @staticmethod
+    def _check(positional: str, n_layers: int, n_decoder_layers: int, bottleneck_dim: int) -> None:
+        if positional not in POSITIONALS:
+            raise ValueError(f"positional must be one of {POSITIONALS}, got '{positional}'")
+        if n_layers < 1 or n_decoder_layers < 0 or bottleneck_dim < 0:
+            raise ValueError("need n_layers >= 1, n_decoder_layers >= 0 and bottleneck_dim >= 0")
+
+    def _frames_hook(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return out
+
+    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Args: feats (Tensor): log-mel (B, n_mels, T), T >= time_reduction.
+
+        Returns:
+            dict: ``clip_logits`` (B, C) from the CLS position, ``frame_logits`` (B, T', C) with
+            T' = T // time_reduction, ``embedding`` (B, d_model) the CLS state, and
+            ``activity_logits`` (B, T', 1) with the activity head.
+        """
+        x = self.front(feats)  # (B, T', D)
+        if self.pos is not None:
+            # frames only: the CLS token has no place in time
+            x = self.pos(x)
+        x = torch.cat((self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x), dim=1)
+        x = self.encoder(self.dropout(x))  # (B, 1 + T', D)
+        if self.bottleneck is not None:
+            x = self.bottleneck(x)
+        x = self.decoder(x)
+        logits = self.classifier(x)  # (B, 1 + T', C)
+        out = {"clip_logits": logits[:, 0], "frame_logits": logits[:, 1:], "embedding": x[:, 0]}
+        if self.activity is not None:
+            out["activity_logits"] = self.activity(x[:, 1:])
+        return self._frames_hook(out)
+
+
 @register_model(
     "transformer_sed",
     tiny={
@@ -126,7 +194,7 @@ def _encoder(
         "bottleneck_dim": 8,
     },
 )
-class TransformerSED(nn.Module):
+class TransformerSED(ClsSequenceSED):
     """Transformer SED: CLS token -> encoder -> [bottleneck] -> decoder -> shared classifier.
 
     Args:
@@ -163,46 +231,16 @@ class TransformerSED(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"n_heads ({n_heads}) must divide d_model ({d_model})")
-        if positional not in POSITIONALS:
-            raise ValueError(f"positional must be one of {POSITIONALS}, got '{positional}'")
-        if n_layers < 1 or n_decoder_layers < 0 or bottleneck_dim < 0:
-            raise ValueError("need n_layers >= 1, n_decoder_layers >= 0 and bottleneck_dim >= 0")
-        self.front = SequenceFrontEnd(n_mels, d_model, subsample)
-        self.pos = SinusoidalPositionalEncoding(d_model) if positional == "sinusoidal" else None
-        self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = _encoder(d_model, n_heads, n_layers, dim_feedforward, dropout)
-        self.bottleneck = Bottleneck(d_model, bottleneck_dim) if bottleneck_dim else None
-        self.decoder = _encoder(d_model, n_heads, n_decoder_layers, dim_feedforward, dropout)
-        # one classifier for CLS and frames (as the seed): clip and frame logits share a scale
-        self.classifier = nn.Linear(d_model, n_classes)
-        self.activity = nn.Linear(d_model, 1) if activity_head else None
-        self.time_reduction = subsample
-        self.embedding_dim = d_model
-
-    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Args: feats (Tensor): log-mel (B, n_mels, T), T >= time_reduction.
-
-        Returns:
-            dict: ``clip_logits`` (B, C) from the CLS position, ``frame_logits`` (B, T', C) with
-            T' = T // time_reduction, ``embedding`` (B, d_model) the CLS state, and
-            ``activity_logits`` (B, T', 1) with the activity head.
-        """
-        x = self.front(feats)  # (B, T', D)
-        if self.pos is not None:
-            # frames only: the CLS token has no place in time
-            x = self.pos(x)
-        x = torch.cat((self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x), dim=1)
-        x = self.encoder(self.dropout(x))  # (B, 1 + T', D)
-        if self.bottleneck is not None:
-            x = self.bottleneck(x)
-        x = self.decoder(x)
-        logits = self.classifier(x)  # (B, 1 + T', C)
-        out = {
-            "clip_logits": logits[:, 0],
-            "frame_logits": logits[:, 1:],
-            "embedding": x[:, 0],
-        }
-        if self.activity is not None:
-            out["activity_logits"] = self.activity(x[:, 1:])
-        return out
+        self._check(positional, n_layers, n_decoder_layers, bottleneck_dim)
+        self._build(
+            n_classes,
+            n_mels,
+            d_model,
+            subsample,
+            positional,
+            bottleneck_dim,
+            dropout,
+            activity_head,
+            encoder=_encoder(d_model, n_heads, n_layers, dim_feedforward, dropout),
+            decoder=_encoder(d_model, n_heads, n_decoder_layers, dim_feedforward, dropout),
+        )
