@@ -183,12 +183,13 @@ def test_markdown(tree: Path) -> None:
     table = [line for line in lines if line.startswith("|")]
     assert len(table) == 2 + 3  # header, separator, 3 rows
     header = [c.strip() for c in table[0].strip("|").split("|")]
-    assert header[0] == "experiment" and "LB" in header and "CV mean" in header
+    assert header[0] == "experiment" and "LB" in header and "CV mean ± std" in header
     rows = {r[0]: r for r in ([c.strip() for c in t.strip("|").split("|")] for t in table[2:])}
     assert list(rows) == ["aaa/v1_lr3e-4", "cnn/base", "cnn/demo"]
     demo = dict(zip(header, rows["cnn/demo"], strict=True))
-    assert demo["CV mean"] == "0.9100"
-    assert demo["CV std"] == "0.0100"
+    assert demo["CV mean ± std"] == "0.9100 ± 0.0100"
+    # no config.yaml / meta.json in this tree: nothing to compare against
+    assert demo["base"] == "-" and demo["changes"] == "-"
     assert demo["CV folds"] == "0.900 0.920"
     assert demo["OOF"] == "0.9100"
     assert demo["OOF frame"] == "0.8900"
@@ -247,6 +248,7 @@ def test_uses_atomic_writers(tree: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.warns(ResultsWarning):
         write_results_table(tree)
     assert calls == ["text RESULTS.md", "csv results.csv"]
+    assert not (tree / "RESULTS.md").exists()  # only the patched writers wrote anything
 
 
 def test_cli(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -301,3 +303,297 @@ def test_module_entry_point(tree: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("# Results: rfcx")
     assert "warning: skipping" in proc.stderr and "broken" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# A repository with a base chain of conf files and experiments trained from them
+# --------------------------------------------------------------------------------------------------
+
+CONFS = {
+    "conf/eff/base.yaml": (
+        "# eff/base: the family's defaults\n"
+        "seed: 1\n"
+        "model: {name: efficientnet_att, params: {variant: b0, dropout: 0.2}}\n"
+        "optim: {name: adam, lr: 1.0e-3}\n"
+        "train: {max_steps: 3000}\n"
+    ),
+    "conf/eff/v022.yaml": (
+        "# eff/v022: activity head and loss\n"
+        "base: conf/eff/base.yaml\n"
+        "model: {params: {activity_head: true}}\n"
+        "loss: {aux: [{name: activity, weight: 0.5}]}\n"
+    ),
+    "conf/eff/v023.yaml": (
+        "# eff/v023: v022 with a lower learning rate\n"
+        "base: conf/eff/v022.yaml\n"
+        "optim: {lr: 8.0e-4}\n"
+    ),
+    "conf/eff/extra.yaml": "data: {crop_seconds: 7.0}\n",
+    "conf/eff/v030.yaml": (
+        "# eff/v030: two bases\nbase: [conf/eff/base.yaml, conf/eff/extra.yaml]\nseed: 2\n"
+    ),
+}
+
+
+def _results_json(family: str, version: str, folds: dict[str, float], lb: float | None) -> dict:
+    """What sed.metrics.scoring.score_experiment writes, key for key."""
+    return {
+        "recipe": "rfcx",
+        "family": family,
+        "version": version,
+        "checkpoint": "best",
+        "metric": "lwlrap",
+        "oof": {
+            "lwlrap": float(np.mean(list(folds.values()))) + 0.001,
+            "lwlrap_frame": 0.7,
+            "per_fold": folds,
+            "n_recordings": 40,
+        },
+        "test": None,
+        "lb": lb,
+        "created": "2026-11-22T10:00:00",
+    }
+
+
+def _experiment(
+    root: Path,
+    exp: str,
+    conf: str,
+    folds: dict[str, float],
+    overrides: list[str] | None = None,
+    lb: float | None = None,
+) -> Path:
+    """An experiment folder as stage 2 and stage 5 leave it: config.yaml, meta.json, results."""
+    from sed.config import dump_yaml, load_config
+
+    expdir = root / "exp" / "rfcx" / exp
+    expdir.mkdir(parents=True)
+    cfg, _ = load_config(root / conf, overrides)
+    (expdir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    command = f"train.py --conf {conf} --datadir data/rfcx --expdir exp/rfcx/{exp}"
+    if overrides:
+        command += " --conf_override " + " ".join(overrides)
+    meta = {"command": command, "git_commit": "abc", "git_dirty": False, "folds": [0, 1]}
+    (expdir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    family, version = exp.split("/")
+    (expdir / "results.json").write_text(json.dumps(_results_json(family, version, folds, lb)))
+    return expdir
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "repo"
+    for name, text in CONFS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    # Stages run from the repository root, and sed.config looks up "base: conf/..." relative to
+    # the current folder first: without this the real repository's conf/ would be read.
+    monkeypatch.chdir(root)
+    _experiment(root, "eff/base", "conf/eff/base.yaml", {"0": 0.70, "1": 0.74})
+    _experiment(root, "eff/v022", "conf/eff/v022.yaml", {"0": 0.80, "1": 0.82}, lb=0.79)
+    _experiment(
+        root,
+        "eff/v023_short",
+        "conf/eff/v023.yaml",
+        {"0": 0.83, "1": 0.85, "2": 0.90},
+        overrides=["train.max_steps=200"],
+    )
+    return root
+
+
+def _table(root: Path) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResultsWarning)  # a clean tree warns about nothing
+        return collect_results(root / "exp" / "rfcx").set_index("experiment")
+
+
+def test_changes_against_base_chain(repo: Path) -> None:
+    df = _table(repo)
+    assert df.index.tolist() == ["eff/base", "eff/v022", "eff/v023_short"]
+    # a root config has no base to compare with
+    assert pd.isna(df.loc["eff/base", "base"]) and pd.isna(df.loc["eff/base", "changes"])
+    assert df.loc["eff/v022", "base"] == "eff/base"
+    assert df.loc["eff/v022", "changes"] == (
+        "model.params.activity_head=true loss.aux=[activity(weight=0.5)]"
+    )
+    # v023 against the resolved v022 (not against eff/base): its own lr, plus the override
+    # given on the command line, which config.yaml holds.
+    assert df.loc["eff/v023_short", "base"] == "eff/v022"
+    assert df.loc["eff/v023_short", "changes"] == "optim.lr=8e-4 train.max_steps=200"
+    assert df.loc["eff/v023_short", "note"] == "v022 with a lower learning rate"
+    assert df.loc["eff/v023_short", "cv_mean"] == pytest.approx(np.mean([0.83, 0.85, 0.90]))
+    assert df.loc["eff/v023_short", "cv_std"] == pytest.approx(np.std([0.83, 0.85, 0.90]))
+    assert df.loc["eff/v022", "lb"] == 0.79
+
+
+def test_changes_identical_and_list_base(repo: Path) -> None:
+    _experiment(repo, "eff/v030", "conf/eff/v030.yaml", {"0": 0.5})
+    # trained from v022 with nothing changed: the same config as its base
+    _experiment(repo, "eff/v022_rerun", "conf/eff/v023.yaml", {"0": 0.5}, ["optim.lr=1e-3"])
+    df = _table(repo)
+    assert df.loc["eff/v030", "base"] == "eff/base + eff/extra"
+    assert df.loc["eff/v030", "changes"] == "seed=2"
+    assert df.loc["eff/v022_rerun", "changes"] == "(none)"
+
+
+def test_changes_unknown_base(repo: Path) -> None:
+    exp = repo / "exp" / "rfcx" / "eff"
+    # the conf file was renamed since the run
+    meta = json.loads((exp / "v022" / "meta.json").read_text())
+    meta["command"] = meta["command"].replace("v022.yaml", "v022_old.yaml")
+    (exp / "v022" / "meta.json").write_text(json.dumps(meta))
+    # no meta.json at all (e.g. an ensemble folder)
+    (exp / "v023_short" / "meta.json").unlink()
+    df = _table(repo)
+    assert pd.isna(df.loc["eff/v022", "changes"]) and pd.isna(df.loc["eff/v022", "base"])
+    assert pd.isna(df.loc["eff/v023_short", "changes"])
+    # the note comes from config.yaml and needs no base
+    assert df.loc["eff/v023_short", "note"] == "v022 with a lower learning rate"
+
+    md, _ = write_results_table(repo / "exp" / "rfcx")
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| eff/v022 "))
+    assert "| eff/v022 | - | - |" in row
+
+
+def test_corrupt_config_and_meta_warn(repo: Path) -> None:
+    exp = repo / "exp" / "rfcx" / "eff"
+    (exp / "v022" / "meta.json").write_text("{not json")
+    (exp / "v023_short" / "config.yaml").write_text("model: [unclosed\n")
+    df, msgs = _collect(repo / "exp" / "rfcx")
+    assert len(df) == 3  # the scores are still there
+    assert any(str(exp / "v022" / "meta.json") in m and "not valid JSON" in m for m in msgs)
+    assert any(str(exp / "v023_short" / "config.yaml") in m for m in msgs)
+    assert pd.isna(df.set_index("experiment").loc["eff/v022", "changes"])
+
+
+def test_markdown_rows_with_changes(repo: Path) -> None:
+    md, csv = write_results_table(repo / "exp" / "rfcx")
+    lines = md.read_text(encoding="utf-8").splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = [
+        dict(zip(header, (c.strip() for c in t.strip("|").split("|")), strict=True))
+        for t in table[2:]
+    ]
+    assert [r["experiment"] for r in rows] == ["eff/base", "eff/v022", "eff/v023_short"]
+    v023 = rows[2]
+    assert v023["base"] == "eff/v022"
+    assert v023["changes"] == "`optim.lr=8e-4 train.max_steps=200`"
+    folds = [0.83, 0.85, 0.90]
+    assert v023["CV mean ± std"] == f"{np.mean(folds):.4f} ± {np.std(folds):.4f}"
+    assert v023["CV folds"] == "0.830 0.850 0.900"
+    assert v023["OOF frame"] == "0.7000" and v023["LB"] == "-"
+    assert rows[1]["LB"] == "0.7900"
+    back = pd.read_csv(csv).set_index("experiment")
+    assert back.loc["eff/v023_short", "changes"] == "optim.lr=8e-4 train.max_steps=200"
+    assert back.loc["eff/v022", "base"] == "eff/base"
+
+
+def test_config_changes_formatting() -> None:
+    base = {"optim": {"lr": 1e-3, "params": {"betas": [0.9, 0.99]}}, "version_note": "a"}
+    ours = {
+        "optim": {"lr": 3e-5, "params": {}},
+        "augment": [{"name": "mixup", "alpha": 0.1}, {"name": "specaug"}],
+        "data": {"crop": "random", "epoch_size": None, "crop_seconds": 10.9},
+        "version_note": "b",
+    }
+    assert results.config_changes(ours, base) == (
+        "optim.lr=3e-5 augment=[mixup(alpha=0.1),specaug] data.crop=random "
+        "data.epoch_size=null data.crop_seconds=10.9 optim.params.betas=(unset)"
+    )
+    assert results.config_changes(base, base) == "(none)"
+
+
+def test_set_lb_persists_and_keeps_other_rows(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = repo / "exp" / "rfcx"
+    before = {p: p.read_text() for p in recipe.glob("*/*/results.json")}
+    assert main(["--expdir", str(recipe), "--set-lb", "eff/v023_short", "0.861"]) == 0
+    assert "| eff/v023_short |" in capsys.readouterr().out
+    df = _table(repo)
+    assert df.loc["eff/v023_short", "lb"] == 0.861
+    assert df.loc["eff/v022", "lb"] == 0.79 and math.isnan(df.loc["eff/base", "lb"])
+    changed = recipe / "eff" / "v023_short" / "results.json"
+    for path, text in before.items():
+        if path != changed:
+            assert path.read_text() == text  # other experiments untouched, byte for byte
+    data = json.loads(changed.read_text())
+    assert data["oof"] == json.loads(before[changed])["oof"]
+
+    # by folder, with the recipe folder taken from the path; --lb is the old spelling
+    assert main(["--set-lb", "exp/rfcx/eff/v022", "0.801"]) == 0
+    assert main(["--lb", str(recipe / "eff" / "base"), "0.7"]) == 0
+    df = _table(repo)
+    assert df.loc["eff/v022", "lb"] == 0.801 and df.loc["eff/base", "lb"] == 0.7
+    # without --expdir the default exp/rfcx (relative to the current folder) is used
+    assert main(["--set-lb", "eff/v022", "none"]) == 0
+    assert math.isnan(_table(repo).loc["eff/v022", "lb"])
+    assert (recipe / "results.csv").is_file() and _leftovers(recipe) == []
+
+
+def test_set_lb_errors(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = repo / "exp" / "rfcx"
+    # a folder outside the recipe folder
+    assert main(["--expdir", str(recipe), "--set-lb", str(tmp_path), "0.5"]) == 1
+    assert "nor a folder inside" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="inside"):
+        results.set_leaderboard(recipe, str(tmp_path), 0.5)
+    with pytest.raises(ValueError, match="finite"):
+        results.set_leaderboard(recipe, "eff/v022", math.inf)
+    # a corrupt results.json: the error names the file and nothing is written
+    bad = recipe / "eff" / "v022" / "results.json"
+    bad.write_text('{"oof": ')
+    assert main(["--expdir", str(recipe), "--set-lb", "eff/v022", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not valid JSON" in err
+    assert bad.read_text() == '{"oof": '
+    # no --expdir and no exp/rfcx in the current folder: misuse
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["--set-lb", "eff/v022", "0.5"])
+    assert e.value.code == 2 and "--expdir is required" in capsys.readouterr().err
+
+
+def test_plot_with_lb(repo: Path) -> None:
+    import matplotlib.image
+
+    recipe = repo / "exp" / "rfcx"
+    write_results_table(recipe)
+    image = matplotlib.image.imread(recipe / "cv_vs_lb.png")
+    assert image.ndim == 3 and image.shape[0] >= 300 and image.shape[1] >= 1000
+    # not a blank canvas
+    assert image[..., :3].std() > 0.05
+    assert _leftovers(recipe) == []
+
+
+def test_plot_without_lb_and_without_rows(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    _put(tmp_path, "f/a", {"oof": {"lwlrap": 0.5, "per_fold": [0.4, 0.6]}})
+    _put(tmp_path, "f/b", {"oof": {"lwlrap": 0.6}})  # no folds: the pooled OOF stands in
+    write_results_table(tmp_path)
+    assert matplotlib.image.imread(tmp_path / "cv_vs_lb.png").ndim == 3
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_results_table(empty)
+    assert not (empty / "cv_vs_lb.png").exists()
+    assert results.plot_cv_vs_lb(collect_results(empty), empty / "x.png") is None
+
+
+def test_no_plot_option(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = repo / "exp" / "rfcx"
+    assert main(["--expdir", str(recipe), "--no-plot"]) == 0
+    assert not (recipe / "cv_vs_lb.png").exists() and (recipe / "RESULTS.md").is_file()
+
+
+def test_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for needle in ("--set-lb", "--expdir", "exp/rfcx", "RESULTS.md", "cv_vs_lb.png", "base"):
+        assert needle in text
