@@ -1,15 +1,34 @@
-"""Output writers: the Kaggle submission (more formats come with the inference issue)."""
+"""Output writers. Every file is written atomically (``sed.fileio``).
+
+- :func:`write_kaggle_submission`: ``recording_id,<class 0>,...`` one row per test recording.
+- :func:`write_score_tsv` / :func:`write_score_tsvs`: per-recording frame score tables in the
+  ``sed_scores_eval`` TSV format (onset, offset, one column per class), the input of PSDS and
+  the event F-scores; ``sed_scores_eval.io.read_sed_scores(<folder>)`` loads them back.
+- :func:`write_raven_table` / :func:`write_raven_tables`: Raven Pro selection tables of detected
+  events, to review detections over the spectrogram.
+- :func:`write_detections_csv`: one CSV of all detections across recordings.
+- :func:`write_event_outputs`: all of the above for one set of frame scores (stage 4).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sed.fileio import write_csv
+from sed.fileio import atomic_open, write_csv
+from sed.infer.events import (
+    Event,
+    detect_events_df,
+    events_to_frame,
+    score_dataframe,
+    validate_score_dataframe,
+)
+from sed.infer.postprocess import smooth_frames
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +64,220 @@ def write_kaggle_submission(
     out = table.reset_index()
     write_csv(path, out, float_format="%.6f")
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# sed_scores_eval score tables
+# --------------------------------------------------------------------------------------------------
+
+
+def write_score_tsv(path: str | Path, scores: pd.DataFrame) -> None:
+    """Write one recording's score table (T rows: onset, offset, one column per class) as TSV.
+
+    The table is validated first (contiguous frames of positive length, class columns after
+    onset/offset), so a file that ``sed_scores_eval`` would reject is never written. Floats are
+    written at full precision: the reader checks that each offset equals the next onset exactly.
+    """
+    validate_score_dataframe(scores)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        scores.to_csv(f, sep="\t", index=False)
+
+
+def _safe_name(rid: str) -> str:
+    # recording ids become file names: a path separator would write outside the folder
+    if not rid or rid in (".", "..") or re.search(r"[/\\\x00]", rid):
+        raise ValueError(f"recording id {rid!r} cannot be used as a file name")
+    return rid
+
+
+def write_score_tsvs(outdir: str | Path, scores: Mapping[str, pd.DataFrame]) -> list[Path]:
+    """Write ``<outdir>/<recording_id>.tsv`` for every recording (one score table each).
+
+    The folder should hold nothing else: ``sed_scores_eval.io.read_sed_scores(outdir)`` refuses
+    folders with other files.
+
+    Returns:
+        The written paths, in the order of ``scores``.
+    """
+    outdir = Path(outdir)
+    paths = []
+    for rid, df in scores.items():
+        path = outdir / f"{_safe_name(str(rid))}.tsv"
+        write_score_tsv(path, df)
+        paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# Detections: Raven selection tables and one CSV
+# --------------------------------------------------------------------------------------------------
+
+RAVEN_COLUMNS = [
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Species",
+    "Score",
+]
+
+
+def class_bands_from_events(events: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Frequency band per class from strong labels: (min fmin, max fmax) of its annotations.
+
+    Args:
+        events: ``events.csv`` rows (label, fmin, fmax[, kind]); only ``tp`` rows count when a
+            kind column is present; rows without a band are ignored.
+
+    Returns:
+        ``{label: (low_hz, high_hz)}`` for every class with at least one annotated band.
+    """
+    if "fmin" not in events.columns or "fmax" not in events.columns:
+        return {}
+    ev = events if "kind" not in events.columns else events[events["kind"] == "tp"]
+    ev = ev.dropna(subset=["fmin", "fmax"])
+    agg = ev.groupby("label").agg(lo=("fmin", "min"), hi=("fmax", "max"))
+    return {str(k): (float(r.lo), float(r.hi)) for k, r in agg.iterrows()}
+
+
+def raven_table(
+    events: Sequence[Event],
+    sample_rate: int,
+    bands: Mapping[str, tuple[float, float]] | None = None,
+) -> pd.DataFrame:
+    """Raven selection table of one recording's events (columns :data:`RAVEN_COLUMNS`).
+
+    Args:
+        events: detections of one recording.
+        sample_rate: of the audio Raven opens; a class without a band spans 0 .. sample_rate / 2.
+        bands: optional ``{label: (low_hz, high_hz)}`` (e.g. :func:`class_bands_from_events`).
+    """
+    bands = bands or {}
+    nyquist = sample_rate / 2
+    rows = []
+    for i, e in enumerate(sorted(events, key=lambda e: (e.onset, e.label)), start=1):
+        lo, hi = bands.get(e.label, (0.0, nyquist))
+        rows.append((i, "Spectrogram 1", 1, e.onset, e.offset, lo, hi, e.label, e.score))
+    return pd.DataFrame(rows, columns=RAVEN_COLUMNS)
+
+
+def write_raven_table(
+    path: str | Path,
+    events: Sequence[Event],
+    sample_rate: int,
+    bands: Mapping[str, tuple[float, float]] | None = None,
+) -> pd.DataFrame:
+    """Write one recording's detections as a tab-separated Raven selection table.
+
+    Returns:
+        The written table (columns :data:`RAVEN_COLUMNS`; Selection numbered from 1 in onset
+        order; View "Spectrogram 1"; Channel 1).
+    """
+    table = raven_table(events, sample_rate, bands)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        table.to_csv(f, sep="\t", index=False, float_format="%.6f", lineterminator="\n")
+    return table
+
+
+def write_raven_tables(
+    outdir: str | Path,
+    events: Mapping[str, Sequence[Event]],
+    sample_rate: int,
+    bands: Mapping[str, tuple[float, float]] | None = None,
+) -> list[Path]:
+    """One Raven table per recording, ``<outdir>/<recording_id>.Table.1.selections.txt``.
+
+    The name is Raven's own for saved selection tables, so Raven pairs a table with the sound
+    file of the same stem. Recordings without detections get an empty table (header only), so
+    "reviewed, nothing found" differs from "not processed".
+    """
+    paths = []
+    for rid, evs in events.items():
+        path = Path(outdir) / f"{_safe_name(str(rid))}.Table.1.selections.txt"
+        write_raven_table(path, evs, sample_rate, bands)
+        paths.append(path)
+    return paths
+
+
+def write_detections_csv(
+    path: str | Path, events: Mapping[str, Sequence[Event]], id_column: str = "recording_id"
+) -> pd.DataFrame:
+    """Write all detections as one CSV: ``<id_column>, onset, offset, label, score``.
+
+    Args:
+        path: output CSV.
+        events: ``{recording id or file name: detections}``; rows keep this order, then onset.
+        id_column: ``recording_id`` for corpus recordings, ``file`` for loose audio files.
+
+    Returns:
+        The written table.
+    """
+    df = events_to_frame(events, id_column)
+    write_csv(path, df, float_format="%.6f")
+    return df
+
+
+# --------------------------------------------------------------------------------------------------
+# Everything at once (stage 4)
+# --------------------------------------------------------------------------------------------------
+
+
+def write_event_outputs(
+    scores: Mapping[str, pd.DataFrame],
+    outdir: str | Path,
+    thresholds: float | Sequence[float] | np.ndarray | Mapping[str, float],
+    sample_rate: int,
+    *,
+    median: int | Sequence[int] | None = None,
+    kernel: Sequence[float] | None = None,
+    score: str = "max",
+    min_duration: float | Sequence[float] = 0.0,
+    merge_gap: float | Sequence[float] = 0.0,
+    bands: Mapping[str, tuple[float, float]] | None = None,
+    id_column: str = "recording_id",
+) -> tuple[dict[str, pd.DataFrame], dict[str, list[Event]]]:
+    """Smooth frame scores, write them as score TSVs, detect events, write Raven tables and a CSV.
+
+    Writes ``<outdir>/scores/<id>.tsv`` (smoothed, the input of the event metrics),
+    ``<outdir>/raven/<id>.Table.1.selections.txt`` and ``<outdir>/detections.csv``.
+
+    Args:
+        scores: ``{id: score table}`` (e.g. ``sed.infer.events.score_dataframes_from_h5``).
+        outdir: output folder (e.g. ``<expdir>/infer/<checkpoint>/events_test``).
+        thresholds: scalar, (C,) or ``{class: threshold}`` for event detection.
+        sample_rate: of the audio, for the Raven frequency range when a class has no band.
+        median, kernel: smoothing of the frame scores (:func:`sed.infer.postprocess.smooth_frames`).
+        score, min_duration, merge_gap: event rules (:func:`sed.infer.events.detect_events`).
+        bands: optional ``{label: (low_hz, high_hz)}`` for the Raven tables.
+        id_column: first column of detections.csv.
+
+    Returns:
+        ``(smoothed score tables, events)``, both keyed by id.
+    """
+    outdir = Path(outdir)
+    smoothed: dict[str, pd.DataFrame] = {}
+    events: dict[str, list[Event]] = {}
+    for rid, df in scores.items():
+        timestamps, classes = validate_score_dataframe(df)
+        frames = smooth_frames(df[classes].to_numpy(), median=median, kernel=kernel)
+        smoothed[rid] = score_dataframe(frames, timestamps, classes)
+        events[rid] = detect_events_df(
+            smoothed[rid],
+            thresholds,
+            score=score,
+            min_duration=min_duration,
+            merge_gap=merge_gap,
+        )
+    write_score_tsvs(outdir / "scores", smoothed)
+    write_raven_tables(outdir / "raven", events, sample_rate, bands)
+    write_detections_csv(outdir / "detections.csv", events, id_column)
+    log.info(
+        "%d events in %d recordings written to %s",
+        sum(map(len, events.values())),
+        len(events),
+        outdir,
+    )
+    return smoothed, events

@@ -1,0 +1,54 @@
+"""Stage 4 (ensembles): combine several experiments' predictions into one submission.
+
+    python -m sed.bin.ensemble --conf conf/ensemble/example.yaml --datadir data/rfcx \\
+        --outdir exp/rfcx/ensemble/example
+
+Writes oof.csv, test.csv, submission.csv, weights.json, config.yaml and results.json into
+--outdir (see sed.infer.ensemble for the YAML keys, the methods and the weight search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from sed.bin.common import setup_logging
+from sed.config import ConfigError
+from sed.data.corpus import Corpus
+from sed.infer.ensemble import load_ensemble_config, run_ensemble
+
+log = logging.getLogger("sed.ensemble")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--conf", required=True, help="ensemble YAML, e.g. conf/ensemble/example.yaml")
+    p.add_argument("--datadir", default="data/rfcx", help="manifests of stage 0")
+    p.add_argument("--outdir", required=True, help="output folder, e.g. exp/rfcx/ensemble/<name>")
+    p.add_argument(
+        "--recipe", default=None, help="recipe name for results.json (default: from --outdir)"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    try:
+        conf = load_ensemble_config(args.conf)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    corpus = Corpus.load(args.datadir)
+    summary = run_ensemble(conf, corpus, args.outdir, args.recipe)
+    log.info("ensemble of %d experiments written to %s", len(conf.experiments), args.outdir)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
