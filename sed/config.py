@@ -66,6 +66,17 @@ class DataConf:
     )
     speed_perturb_prob: float = 0.0  # probability of drawing a sample from a speed-perturbed dump
     epoch_size: int | None = None  # crops per "epoch" of the sampler; None: number of train events
+    random_crop_prob: float = 0.0  # positive_centered: share of crops placed at random instead
+    sampler: str = "random"  # batch sampler (sed.datasets.samplers): random | balanced | oversample
+    sampler_params: dict = field(default_factory=dict)  # e.g. {min_count: 50} for oversample
+    noise_class: bool = False  # extra output trained on crops without a call; dropped from outputs
+    # target values (seed 003 smooths to negative 0.0025, secondary 0.3, primary 0.995)
+    label_negative: float = 0.0
+    label_positive: float = 1.0
+    # recordings' secondary labels (clips.csv): "ignore" (negative), "value" (label_secondary),
+    # or "mask" (left out of the loss, seed 004)
+    secondary: str = "ignore"
+    label_secondary: float = 0.3
 
 
 @dataclass
@@ -127,6 +138,12 @@ class TrainConf:
     num_threads: int | None = None  # torch CPU threads; None: torch's default
     best_metric: str = "lwlrap"  # valid metric that selects best.pt (higher is better)
     save_every_steps: int | None = None  # also keep step<N>.pt every N steps
+    max_nonfinite: int = 20  # stop after this many non-finite losses in a row
+    ema_decay: float | None = None  # weight EMA (e.g. 0.999); evaluated and saved when set
+    early_stopping: int | None = None  # stop after this many evaluations without improvement
+    # phase 2 (seed 001): fine-tune this many more steps from best.pt without augmentation
+    additional_steps: int = 0
+    figures: bool = True  # TensorBoard figures at each evaluation
 
 
 @dataclass
@@ -152,6 +169,8 @@ class Config:
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
     train: TrainConf = field(default_factory=TrainConf)
     infer: InferConf = field(default_factory=InferConf)
+    # augmentations in order: [{name: <sed.augment name>, p: probability, ...params}]
+    augment: list[dict] = field(default_factory=list)
     version_note: str = ""
 
 
@@ -159,6 +178,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "features.dtype": ("float16", "float32"),
     "data.crop": ("positive_centered", "random"),
+    "data.secondary": ("ignore", "value", "mask"),
     "optim.name": ("adam", "adamw", "sgd"),
     "scheduler.name": ("none", "step", "cosine", "warmup_cosine", "noam", "onecycle"),
     "train.amp": ("auto", "off", "bf16", "fp16"),

@@ -159,18 +159,26 @@ def test_resolved_round_trip(confs: Path, tmp_path: Path) -> None:
 
 
 def test_every_shipped_config_builds() -> None:
-    """Like ESPnet's config CI: every conf/**/*.yaml loads and its model and loss build."""
+    """Like ESPnet's config CI: every conf/**/*.yaml loads and its model, loss and augmentations
+    build (ensemble configs have their own schema and test)."""
+    from sed.augment import build_augment
     from sed.losses import build_loss
 
     root = Path(__file__).resolve().parents[1]
     paths = sorted((root / "conf").glob("**/*.yaml"))
     assert paths, "no configs found"
     for p in paths:
-        if p.name == "slurm.conf":
+        if p.name == "slurm.conf" or p.parent.name == "ensemble":
             continue
         cfg, sources = load_config(p)
         assert cfg.version_note, f"{p}: first line must be a comment saying what it tries"
-        model = build_model(cfg.model.name, 24, cfg.features.n_mels, cfg.model.params, sources)
+        model = build_model(
+            cfg.model.name, 24, cfg.features.n_mels, cfg.model.params, sources, cfg.features
+        )
+        pipe = build_augment(
+            cfg.augment, cfg.features.sample_rate, cfg.features.hop_length, sources=sources
+        )
+        assert not pipe.needs_wave or cfg.model.params.get("frontend"), f"{p}: wave augment"
         build_loss(
             cfg.loss.name,
             cfg.loss.params,

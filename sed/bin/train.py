@@ -16,10 +16,12 @@ from sed.bin.common import (
     setup_logging,
     write_diff,
 )
-from sed.config import ConfigError, dump_yaml
+from sed.config import Config, ConfigError, dump_yaml
 from sed.data.corpus import Corpus
 from sed.fileio import write_json, write_text
+from sed.train.distributed import DistInfo, cleanup, init_distributed
 from sed.train.fold import train_fold
+from sed.train.trainer import EXIT_PREEMPTED, NonFiniteLoss, Preempted
 
 log = logging.getLogger("sed.train")
 
@@ -39,6 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging()
     cfg, sources = config_from_args(args)
+    dist_info = init_distributed(cfg.train.device)
+    if not dist_info.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # one rank tells the story
+    try:
+        return _train(args, argv, cfg, sources, dist_info)
+    finally:
+        cleanup(dist_info)
+
+
+def _train(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    cfg: Config,
+    sources: dict[str, str],
+    dist_info: DistInfo,
+) -> int:
     expdir = Path(args.expdir)
     corpus = Corpus.load(args.datadir)
     if corpus.n_folds != cfg.data.folds:
@@ -50,16 +68,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     folds = range(cfg.data.folds) if args.fold == "all" else [int(args.fold)]
     expdir.mkdir(parents=True, exist_ok=True)
-    write_text(expdir / "config.yaml", dump_yaml(cfg))
     meta = experiment_meta(sys.argv[1:] if argv is None else argv)
-    write_diff(expdir, meta)
+    meta["world_size"] = dist_info.world_size
+    if dist_info.is_main:
+        write_text(expdir / "config.yaml", dump_yaml(cfg))
+        write_diff(expdir, meta)
     summary = {}
     for k in folds:
         try:
-            result = train_fold(cfg, k, corpus, args.dumpdir, expdir, sources, not args.no_progress)
+            result = train_fold(
+                cfg, k, corpus, args.dumpdir, expdir, sources, not args.no_progress, dist_info
+            )
         except ConfigError as e:
             print(f"config error: {e}", file=sys.stderr)
             return 2
+        except Preempted as e:
+            log.warning("fold %d: %s; run the same command again to resume", k, e)
+            return EXIT_PREEMPTED
+        except NonFiniteLoss as e:
+            print(f"fold {k}: {e}", file=sys.stderr)
+            return 1
         log.info(
             "fold %d: best %s %.4f at step %d",
             k,
@@ -68,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             result["best_step"],
         )
         summary[k] = result
-        write_json(expdir / f"fold{k}" / "train_summary.json", result | {"finished": now()})
+        if dist_info.is_main:
+            write_json(expdir / f"fold{k}" / "train_summary.json", result | {"finished": now()})
+    if not dist_info.is_main:
+        return 0
     # meta.json describes the latest stage-2 run of this experiment; each fold keeps its own too
     for k in folds:
         write_json(expdir / f"fold{k}" / "meta.json", meta | {"fold": k, "finished": now()})

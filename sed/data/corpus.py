@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sed.data.manifest import read_classes, read_events, read_folds, read_recordings
+from sed.data.manifest import read_classes, read_clips, read_events, read_folds, read_recordings
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Corpus:
     events: pd.DataFrame
     classes: list[str]
     folds: pd.DataFrame | None
+    clips: pd.DataFrame | None = None  # weak labels (clips.csv), when the corpus has them
 
     @classmethod
     def load(cls, root: str | Path) -> Corpus:
@@ -32,7 +33,21 @@ class Corpus:
         events = read_events(root / "events.csv", recordings, classes)
         folds_path = root / "folds.csv"
         folds = read_folds(folds_path, recordings) if folds_path.exists() else None
-        return cls(root, recordings, events, classes, folds)
+        clips_path = root / "clips.csv"
+        clips = read_clips(clips_path, recordings, classes) if clips_path.exists() else None
+        return cls(root, recordings, events, classes, folds, clips)
+
+    def secondary_labels(self) -> dict[str, list[int]]:
+        """Recording id -> class indices of its secondary labels (clips.csv; empty without)."""
+        if self.clips is None or "secondary" not in self.clips:
+            return {}
+        index = {c: i for i, c in enumerate(self.classes)}
+        out: dict[str, list[int]] = {}
+        for rid, sec in zip(self.clips["recording_id"], self.clips["secondary"], strict=True):
+            labels = [index[x] for x in str(sec).split() if x in index] if sec == sec else []
+            if labels:
+                out[str(rid)] = labels
+        return out
 
     def ids(self, split: str) -> list[str]:
         return self.recordings.loc[self.recordings["split"] == split, "recording_id"].tolist()

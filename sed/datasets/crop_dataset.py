@@ -19,18 +19,27 @@ CROPS = ("positive_centered", "random")
 class CropDataset(Dataset):
     """Fixed-length crops of training recordings.
 
-    Item ``i`` of an epoch is a crop around event ``i mod E`` (``positive_centered``) or a
-    uniform crop of recording ``i mod R`` (``random``). Randomness comes from ``(seed, epoch, i)``
-    only, so a run is reproducible whatever the number of loader workers.
+    Indices are ``(epoch, position, i)`` triples (see :class:`EpochIndices`; a plain ``i`` means
+    ``(0, i, i)``): item ``i`` is drawn at global ``position`` of the epoch's order. The epoch
+    thus reaches every DataLoader worker even when workers persist, and an item a sampler repeats
+    within an epoch gets a different crop each time. Item ``i`` is a crop around event ``i mod E``
+    (``positive_centered``; with probability ``random_crop_prob`` a uniform crop of that event's
+    recording instead, which may hold no call) or a uniform crop of recording ``i mod R``
+    (``random``). Randomness comes from ``(seed, epoch, position)`` only, so a run is
+    reproducible whatever the number of loader workers or distributed ranks.
 
     Each item is a dict:
-        - ``feats`` (Tensor): log-mel (n_mels, L), L = crop frames.
-        - ``clip_target`` (Tensor): (C,) in {0, 1}.
+        - ``feats`` (Tensor): log-mel (n_mels, L), L = crop frames; or, from a
+          :class:`sed.features.wave_store.WaveStore`, the waveform (N,) whose log-mel has L frames.
+        - ``clip_target`` (Tensor): (C,) with ``label_positive`` / ``label_negative`` values
+          (and ``label_secondary`` for secondary labels in ``value`` mode).
         - ``frame_target`` (Tensor): (L, C) at the feature frame rate.
+        - ``clip_mask`` (C,) and ``frame_mask`` (L, C): present when secondary labels are masked.
         - ``recording_id`` (str), ``start`` (float, seconds), ``speed`` (float).
+        With ``noise_class`` a last class (C+1-th) is on where no class is active.
 
     Args:
-        store: feature dumps.
+        store: feature dumps (or a wave store).
         recording_ids: the recordings to crop from (a training fold).
         events: recording id -> (E, 3) array of ``onset, offset, class index`` (tp events, seconds).
         n_classes: number of classes C.
@@ -40,6 +49,14 @@ class CropDataset(Dataset):
         speed_prob: probability of drawing from a speed-perturbed dump (when the store has some).
         epoch_size: items per epoch (None: number of events, or recordings for random crops).
         seed: base seed.
+        random_crop_prob: see above.
+        noise_class: append the "no call" class.
+        label_positive: target value of an active class.
+        label_negative: target value of an inactive class.
+        secondary: recording id -> class indices of its secondary (weak) labels.
+        secondary_mode: ``ignore`` | ``value`` (targets ``label_secondary`` where not active) |
+            ``mask`` (left out of the loss).
+        label_secondary: see ``secondary_mode``.
     """
 
     def __init__(
@@ -54,9 +71,18 @@ class CropDataset(Dataset):
         speed_prob: float = 0.0,
         epoch_size: int | None = None,
         seed: int = 0,
+        random_crop_prob: float = 0.0,
+        noise_class: bool = False,
+        label_positive: float = 1.0,
+        label_negative: float = 0.0,
+        secondary: Mapping[str, Sequence[int]] | None = None,
+        secondary_mode: str = "ignore",
+        label_secondary: float = 0.3,
     ) -> None:
         if crop not in CROPS:
             raise ValueError(f"unknown crop '{crop}', expected one of {CROPS}")
+        if secondary_mode not in ("ignore", "value", "mask"):
+            raise ValueError(f"secondary_mode must be ignore, value or mask, got {secondary_mode}")
         self.store = store
         self.ids = [r for r in recording_ids if r in store.ids]
         missing = sorted(set(recording_ids) - set(self.ids))
@@ -81,18 +107,44 @@ class CropDataset(Dataset):
         base = len(self.event_index) if crop == "positive_centered" else len(self.ids)
         self.epoch_size = epoch_size or base
         self.seed = seed
-        self.epoch = 0
+        self.random_crop_prob = random_crop_prob
+        self.noise_class = noise_class
+        self.label_positive, self.label_negative = label_positive, label_negative
+        self.secondary = {r: list(v) for r, v in (secondary or {}).items() if r in self.events}
+        self.secondary_mode = secondary_mode
+        self.label_secondary = label_secondary
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    @property
+    def n_outputs(self) -> int:
+        """Target width: the classes, plus the noise class when enabled."""
+        return self.n_classes + int(self.noise_class)
 
     def __len__(self) -> int:
         return self.epoch_size
 
-    def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+    def item_labels(self) -> np.ndarray:
+        """(len, C) bool: the classes item ``i`` is built around, for class-aware samplers.
+
+        A positive-centred item carries its event's class; a random crop its recording's classes.
+        """
+        labels = np.zeros((self.epoch_size, self.n_classes), dtype=bool)
+        for i in range(self.epoch_size):
+            if self.crop == "positive_centered":
+                rid, k = self.event_index[i % len(self.event_index)]
+                labels[i, int(self.events[rid][k, 2])] = True
+            else:
+                ev = self.events[self.ids[i % len(self.ids)]]
+                labels[i, ev[:, 2].astype(int)] = True
+        return labels
+
+    def __getitem__(self, index: int | tuple[int, int, int]) -> dict:
+        epoch, position, i = (0, index, index) if np.isscalar(index) else index
+        i = int(i) % self.epoch_size
+        rng = np.random.default_rng((self.seed, int(epoch), int(position)))
         if self.crop == "positive_centered":
             rid, k = self.event_index[i % len(self.event_index)]
+            if self.random_crop_prob > 0 and rng.random() < self.random_crop_prob:
+                k = -1
         else:
             rid, k = self.ids[i % len(self.ids)], -1
         speed = 1.0
@@ -111,11 +163,11 @@ class CropDataset(Dataset):
         f0 = self.grid.seconds_to_frames(start)
         f0 = max(0, min(f0, n_frames - self.crop_frames))
         feats = self.store.read(rid, f0, f0 + self.crop_frames, speed)
-        if feats.shape[1] < self.crop_frames:  # recording shorter than a crop: pad with its floor
-            pad = np.full(
-                (feats.shape[0], self.crop_frames - feats.shape[1]), feats.min(), np.float32
-            )
-            feats = np.concatenate([feats, pad], axis=1)
+        length = self.store.crop_length(self.crop_frames)
+        if feats.shape[-1] < length:  # recording shorter than a crop: pad (features: their floor)
+            fill = feats.min() if self.store.kind == "features" else 0.0
+            pad = np.full((*feats.shape[:-1], length - feats.shape[-1]), fill, np.float32)
+            feats = np.concatenate([feats, pad], axis=-1)
         start = self.grid.frames_to_seconds(f0)
         clip, frame = window_targets(
             events,
@@ -126,14 +178,84 @@ class CropDataset(Dataset):
             self.n_classes,
             self.min_overlap,
         )
-        return {
-            "feats": torch.from_numpy(feats),
-            "clip_target": torch.from_numpy(clip),
-            "frame_target": torch.from_numpy(frame),
-            "recording_id": rid,
-            "start": start,
-            "speed": speed,
-        }
+        item = self._targets(clip, frame, rid)
+        item |= {"feats": torch.from_numpy(feats), "recording_id": rid, "start": start}
+        item["speed"] = speed
+        return item
+
+    def _targets(self, clip: np.ndarray, frame: np.ndarray, rid: str) -> dict:
+        """Label values, secondary labels and the noise class applied to 0/1 targets."""
+        out: dict = {}
+        sec = self.secondary.get(rid, [])
+        if sec and self.secondary_mode == "mask":
+            # the class may be calling anywhere in the recording: no target is known for it
+            clip_mask = np.ones_like(clip)
+            clip_mask[sec] = clip[sec]  # where an annotated event is active it still counts
+            frame_mask = np.ones_like(frame)
+            frame_mask[:, sec] = frame[:, sec]
+        if self.noise_class:
+            clip = np.append(clip, 1.0 - clip.max(initial=0.0)).astype(np.float32)
+            frame = np.concatenate([frame, 1.0 - frame.max(axis=1, keepdims=True, initial=0.0)], 1)
+        value = self.label_negative + (self.label_positive - self.label_negative) * clip
+        fvalue = self.label_negative + (self.label_positive - self.label_negative) * frame
+        if sec and self.secondary_mode == "value":
+            value[sec] = np.maximum(value[sec], self.label_secondary)
+            fvalue[:, sec] = np.maximum(fvalue[:, sec], self.label_secondary)
+        if sec and self.secondary_mode == "mask":
+            if self.noise_class:
+                clip_mask = np.append(clip_mask, 1.0)
+                frame_mask = np.concatenate([frame_mask, np.ones_like(frame[:, :1])], 1)
+            out["clip_mask"] = torch.from_numpy(clip_mask.astype(np.float32))
+            out["frame_mask"] = torch.from_numpy(frame_mask.astype(np.float32))
+        elif self.secondary_mode == "mask" and self.secondary:
+            # every item of a batch needs the same keys for collation
+            out["clip_mask"] = torch.ones(len(value))
+            out["frame_mask"] = torch.ones(fvalue.shape)
+        out["clip_target"] = torch.from_numpy(value.astype(np.float32))
+        out["frame_target"] = torch.from_numpy(fvalue.astype(np.float32))
+        return out
+
+
+class EpochIndices(torch.utils.data.Sampler):
+    """Wraps a batch sampler (``sed.datasets.samplers``): turns its item indices into
+    ``(epoch, global position, item)`` triples for :class:`CropDataset`.
+
+    Rank ``r`` of ``R`` holds positions ``r::R`` of every global batch of ``B``, so local item
+    ``j`` of batch ``b`` is at global position ``b * B + r + j * R``: the crops do not depend on
+    the number of ranks. Forwards ``set_epoch`` and ``skip`` so the trainer drives it like the
+    wrapped sampler.
+    """
+
+    def __init__(self, batch_sampler) -> None:
+        self.inner = batch_sampler
+        self.epoch = 0
+        self._first = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def skip(self, n_batches: int) -> None:
+        self._first = n_batches
+        self.inner.skip(n_batches)
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
+    @property
+    def num_replicas(self) -> int:
+        return getattr(self.inner, "num_replicas", 1)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self):
+        world, rank = self.num_replicas, getattr(self.inner, "rank", 0)
+        first, self._first = self._first, 0
+        for b, batch in enumerate(self.inner, start=first):
+            base = b * self.batch_size + rank
+            yield [(self.epoch, base + j * world, int(i)) for j, i in enumerate(batch)]
 
 
 def events_by_recording(

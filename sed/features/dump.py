@@ -202,6 +202,8 @@ class FeatureStore:
         speeds: speed factors to open (1.0 is always available).
     """
 
+    kind = "features"
+
     def __init__(self, feat_dir: str | Path, speeds: tuple[float, ...] = (1.0,)) -> None:
         self.feat_dir = Path(feat_dir)
         self.speeds = tuple(dict.fromkeys([1.0, *speeds]))
@@ -226,6 +228,10 @@ class FeatureStore:
 
     def n_frames(self, rid: str, speed: float = 1.0) -> int:
         return int(self._file(speed)[rid].shape[1])
+
+    def crop_length(self, n_frames: int) -> int:
+        """Length along the last axis of what :meth:`read` returns for ``n_frames`` frames."""
+        return n_frames
 
     def read(
         self, rid: str, start: int = 0, stop: int | None = None, speed: float = 1.0

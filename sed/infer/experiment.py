@@ -27,8 +27,9 @@ from sed.features.dump import FeatureStore
 from sed.fileio import atomic_path, write_csv
 from sed.frames import FrameGrid, output_frame_times
 from sed.infer.sliding import predict_recording
+from sed.models.wrappers import KeepClasses
 from sed.train.checkpoint import load_checkpoint
-from sed.train.fold import build_model_from_config, open_store, window_frames
+from sed.train.fold import build_model_from_config, n_outputs, open_store, window_frames
 from sed.train.trainer import resolve_amp, resolve_device
 from sed.utils.progress import progress_bar
 
@@ -46,8 +47,11 @@ def load_fold_model(
     for key in ("init_checkpoint", "init_key_map"):
         cfg.model.params.pop(key, None)
     classes = list(state["classes"])
-    model = build_model_from_config(cfg, len(classes))
-    model.load_state_dict(state["model"])
+    model = build_model_from_config(cfg, n_outputs(cfg, len(classes)))
+    # with weight EMA the averaged weights are the ones that were evaluated and selected
+    model.load_state_dict(state.get("ema_model", state["model"]))
+    if cfg.data.noise_class:
+        model = KeepClasses(model, len(classes))
     return model.to(device).eval(), cfg, classes
 
 

@@ -28,6 +28,7 @@ def predict_recording(
     device: torch.device | str = "cpu",
     amp_dtype: torch.dtype | None = None,
     frame_combine: str = "max",
+    n_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip and frame probabilities of one recording.
 
@@ -45,11 +46,17 @@ def predict_recording(
         device: where the model is.
         amp_dtype: autocast dtype (None: full precision).
         frame_combine: ``max`` or ``mean`` over overlapping windows.
+        n_classes: keep only the first ``n_classes`` outputs (drops a training-only noise class).
+
+    A waveform model (``frontend`` and ``body``) given features runs its body only: the features
+    of stage 1 are what its front end computes.
 
     Returns:
         ``clip (C,)`` and ``frame (T // r, C)`` probabilities, float32.
     """
     device = torch.device(device)
+    if getattr(model, "frontend", None) is not None and np.ndim(feats) == 2:
+        model = model.body
     r = int(getattr(model, "time_reduction", 1))
     hop = max(r, hop - hop % r)
     window = max(r, window - window % r)
@@ -64,8 +71,8 @@ def predict_recording(
     with autocast_context(device, amp_dtype):
         for i in range(0, len(wins), batch_size):
             out = model(wins[i : i + batch_size].to(device, non_blocking=True))
-            clips.append(torch.sigmoid(out["clip_logits"].float()).cpu())
-            frames.append(torch.sigmoid(out["frame_logits"].float()).cpu())
+            clips.append(torch.sigmoid(out["clip_logits"][..., :n_classes].float()).cpu())
+            frames.append(torch.sigmoid(out["frame_logits"][..., :n_classes].float()).cpu())
     clip = torch.cat(clips).amax(dim=0).numpy()
     frame_w = torch.cat(frames).numpy()  # (n_windows, window // r, C)
     n_out = total // r

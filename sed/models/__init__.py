@@ -52,6 +52,7 @@ def build_model(
     n_mels: int,
     params: Mapping[str, Any] | None = None,
     sources: Mapping[str, str] | None = None,
+    features: Any | None = None,
 ) -> nn.Module:
     """Build a registered model.
 
@@ -59,8 +60,11 @@ def build_model(
         name: registry name (``model.name``).
         n_classes: output classes (from classes.txt; configs never hard-code it).
         n_mels: input mel bands.
-        params: constructor arguments (``model.params``), checked against the signature.
+        params: constructor arguments (``model.params``), checked against the signature;
+            ``frontend: true`` wraps the model in :class:`sed.models.wrappers.WaveformSED` so it
+            takes waveforms (needs ``features``).
         sources: config provenance for error messages.
+        features: the ``features`` section (:class:`sed.config.FeaturesConf`).
 
     Raises:
         ConfigError: unknown name or parameter, with the closest valid one.
@@ -74,12 +78,23 @@ def build_model(
         )
     cls = MODELS[name]
     params = dict(params or {})
+    frontend = params.pop("frontend", False)
+    where = (sources or {}).get("model.params", "config")
+    if not isinstance(frontend, bool):
+        raise ConfigError(f"{where}: model.params.frontend must be true or false, got {frontend!r}")
     check_params(cls, params, "model.params", sources, reserved=("n_classes", "n_mels"))
     try:
-        return cls(n_classes=n_classes, n_mels=n_mels, **params)
+        model = cls(n_classes=n_classes, n_mels=n_mels, **params)
     except (ValueError, TypeError) as e:
-        where = (sources or {}).get("model.params", "config")
         raise ConfigError(f"{where}: model.params for '{name}': {e}") from None
+    if not frontend:
+        return model
+    if features is None:
+        raise ConfigError(f"{where}: model.params.frontend needs the features section")
+    from sed.features.frontend import LogMel
+    from sed.models.wrappers import WaveformSED
+
+    return WaveformSED(LogMel.from_config(features), model)
 
 
 _import_all()

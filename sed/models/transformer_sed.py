@@ -40,14 +40,21 @@ class SequenceFrontEnd(nn.Module):
         n_mels: input mel bands.
         d_model: output channels.
         subsample: time reduction, 1, 2 or 4.
+        input_norm: ``batch`` (per-band BatchNorm) or ``none``.
     """
 
-    def __init__(self, n_mels: int, d_model: int, subsample: int = 1) -> None:
+    def __init__(
+        self, n_mels: int, d_model: int, subsample: int = 1, input_norm: str = "batch"
+    ) -> None:
         super().__init__()
         if subsample not in SUBSAMPLES:
             raise ValueError(f"subsample must be one of {SUBSAMPLES}, got {subsample}")
+        if input_norm not in ("batch", "none"):
+            raise ValueError(f"input_norm must be 'batch' or 'none', got '{input_norm}'")
         self.subsample = subsample
-        self.norm = nn.BatchNorm1d(n_mels)
+        # "none" for features normalised upstream, and for bit-comparable data-parallel runs on
+        # CPU (batch statistics depend on how the batch is split; SyncBatchNorm needs a GPU)
+        self.norm = nn.BatchNorm1d(n_mels) if input_norm == "batch" else nn.Identity()
         if subsample == 1:
             self.proj = nn.Conv1d(n_mels, d_model, kernel_size=1)
         else:
@@ -132,8 +139,9 @@ class ClsSequenceSED(nn.Module):
         activity_head: bool,
         encoder: nn.Module,
         decoder: nn.Module,
+        input_norm: str = "batch",
     ) -> None:
-        self.front = SequenceFrontEnd(n_mels, d_model, subsample)
+        self.front = SequenceFrontEnd(n_mels, d_model, subsample, input_norm)
         self.pos = SinusoidalPositionalEncoding(d_model) if positional == "sinusoidal" else None
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
         self.dropout = nn.Dropout(dropout)
@@ -211,6 +219,7 @@ class TransformerSED(ClsSequenceSED):
             self-attention alone is then order-blind, the frame outputs still keep their place).
         bottleneck_dim: latent width between encoder and decoder (0: no bottleneck).
         activity_head: add the frame activity ("dializer") output.
+        input_norm: ``batch`` (per-band BatchNorm of the log-mel) or ``none``.
     """
 
     def __init__(
@@ -227,6 +236,7 @@ class TransformerSED(ClsSequenceSED):
         positional: str = "sinusoidal",
         bottleneck_dim: int = 0,
         activity_head: bool = False,
+        input_norm: str = "batch",
     ) -> None:
         super().__init__()
         if d_model % n_heads:
@@ -243,4 +253,5 @@ class TransformerSED(ClsSequenceSED):
             activity_head,
             encoder=_encoder(d_model, n_heads, n_layers, dim_feedforward, dropout),
             decoder=_encoder(d_model, n_heads, n_decoder_layers, dim_feedforward, dropout),
+            input_norm=input_norm,
         )

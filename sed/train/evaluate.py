@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
+from sed.datasets.targets import reduce_frame_targets, window_targets
 from sed.features.dump import FeatureStore
+from sed.frames import FrameGrid
 from sed.infer.sliding import predict_recording
 from sed.metrics import lwlrap
 
@@ -17,7 +20,8 @@ class WholeRecordingEvaluator:
     """Scores a model on whole validation recordings, as inference will see them.
 
     ``lwlrap`` ranks the clip probabilities (max over windows); ``lwlrap_frame`` ranks the max over
-    time of the frame probabilities.
+    time of the frame probabilities. After a call, :meth:`per_class` and :meth:`figures` describe
+    the same predictions for TensorBoard.
 
     Args:
         store: feature dumps.
@@ -28,6 +32,8 @@ class WholeRecordingEvaluator:
         batch_size: windows per forward pass.
         device: model device.
         amp_dtype: autocast dtype or None.
+        classes: class names (C); default ``0 .. C-1``.
+        events: recording id -> (E, 3) ``onset, offset, class`` (for frame truth in figures).
     """
 
     def __init__(
@@ -40,11 +46,24 @@ class WholeRecordingEvaluator:
         batch_size: int = 16,
         device: torch.device | str = "cpu",
         amp_dtype: torch.dtype | None = None,
+        classes: Sequence[str] | None = None,
+        events: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.store, self.ids, self.truth = store, list(ids), truth
         self.window, self.hop, self.batch_size = window, hop, batch_size
         self.device, self.amp_dtype = torch.device(device), amp_dtype
         self.has_positives = bool(truth.any())
+        self.n_classes = truth.shape[1]
+        self.classes = (
+            list(classes) if classes is not None else [str(i) for i in range(truth.shape[1])]
+        )
+        self.events = dict(events or {})
+        self.grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
+        # the recording shown in figures: the one with the most annotated calls, fixed for the run
+        counts = [len(self.events.get(r, ())) for r in self.ids]
+        self.figure_id = self.ids[int(np.argmax(counts))] if self.ids else None
+        self._clip: np.ndarray | None = None
+        self._figure_frames: np.ndarray | None = None
 
     def predict(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         """Clip scores (N, C) and max-over-time frame scores (N, C)."""
@@ -58,13 +77,83 @@ class WholeRecordingEvaluator:
                 self.batch_size,
                 self.device,
                 self.amp_dtype,
+                n_classes=self.n_classes,
             )
             clips.append(clip)
             frames.append(frame.max(axis=0) if len(frame) else np.zeros_like(clip))
+            if rid == self.figure_id:
+                self._figure_frames = frame
         return np.stack(clips), np.stack(frames)
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         clip, frame = self.predict(model)
+        self._clip = clip
         if not self.has_positives:
             return {"lwlrap": float("nan"), "lwlrap_frame": float("nan")}
         return {"lwlrap": lwlrap(self.truth, clip), "lwlrap_frame": lwlrap(self.truth, frame)}
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """``{"valid_ap": {class: AP}}`` of the last call's clip scores (classes with positives)."""
+        from sed.train.figures import per_class_ap
+
+        if self._clip is None:
+            return {}
+        ap = per_class_ap(self._clip, self.truth)
+        return {"valid_ap": {c: float(v) for c, v in zip(self.classes, ap, strict=True) if v == v}}
+
+    def figures(self, model: nn.Module) -> dict[str, Figure]:
+        """Figures of the last call: one recording's frame scores against its calls, and the
+        per-class score distributions of positives against negatives."""
+        from sed.train.figures import recording_figure, score_distribution_figure
+
+        out: dict[str, Figure] = {}
+        if self._clip is None:
+            return out
+        out["valid/score_distributions"] = score_distribution_figure(
+            self._clip, self.truth, self.classes
+        )
+        if self.figure_id is not None and self._figure_frames is not None:
+            rid, frames = self.figure_id, self._figure_frames
+            feats = self.store.read(rid)
+            r = max(1, round(feats.shape[1] / max(1, len(frames))))
+            ev = np.asarray(self.events.get(rid, np.zeros((0, 3))), dtype=np.float64)
+            _, truth = window_targets(
+                ev,
+                0.0,
+                self.grid.frames_to_seconds(feats.shape[1] - 1),
+                feats.shape[1],
+                self.grid,
+                self.n_classes,
+                0.0,
+            )
+            truth = reduce_frame_targets(torch.from_numpy(truth)[None], r, len(frames))[0].numpy()
+            spf = self.grid.frames_to_seconds(1)
+            out["valid/recording"] = recording_figure(
+                feats, frames, truth, self.classes, spf, spf * r, title=f"{rid} (validation)"
+            )
+        return out
+
+    @torch.inference_mode()
+    def embeddings(self, model: nn.Module, limit: int = 1000) -> tuple[np.ndarray, list[str]]:
+        """Window embeddings of validation recordings and their labels (active classes joined by
+        ``+``, or ``none``), for TensorBoard's projector."""
+        net = model.body if getattr(model, "frontend", None) is not None else model
+        embs, labels = [], []
+        for rid in self.ids:
+            feats = torch.from_numpy(self.store.read(rid))
+            ev = np.asarray(self.events.get(rid, np.zeros((0, 3))), dtype=np.float64)
+            for s in range(0, max(1, feats.shape[1] - self.window + 1), self.window):
+                win = feats[:, s : s + self.window]
+                if win.shape[1] < self.window:
+                    continue
+                out = net(win[None].to(self.device))
+                embs.append(out["embedding"].float().cpu().numpy()[0])
+                t0, t1 = (
+                    self.grid.frames_to_seconds(s),
+                    self.grid.frames_to_seconds(s + self.window),
+                )
+                active = sorted({int(c) for a, b, c in ev if a < t1 and b > t0})
+                labels.append("+".join(self.classes[c] for c in active) or "none")
+                if len(embs) >= limit:
+                    return np.stack(embs), labels
+        return (np.stack(embs) if embs else np.zeros((0, 0), np.float32)), labels

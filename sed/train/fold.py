@@ -10,15 +10,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
-from sed.config import Config
+from sed.augment import build_augment
+from sed.config import Config, ConfigError
 from sed.data.corpus import Corpus
-from sed.datasets.crop_dataset import CropDataset, events_by_recording
+from sed.datasets.crop_dataset import CropDataset, EpochIndices, events_by_recording
+from sed.datasets.samplers import build_batch_sampler
 from sed.features.dump import FeatureStore, feature_name
+from sed.features.wave_store import WaveStore
 from sed.frames import FrameGrid
 from sed.losses import build_loss
 from sed.models import build_model
+from sed.train.distributed import DistInfo
 from sed.train.evaluate import WholeRecordingEvaluator
 from sed.train.optim import build_optimizer, build_scheduler
 from sed.train.trainer import Trainer, resolve_amp, resolve_device
@@ -31,6 +35,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker init: python and numpy from the worker's torch seed (itself derived from
+    the loader's seeded generator), so workers neither share nor lose their random streams."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def uses_center_loss(cfg: Config) -> bool:
+    return cfg.loss.name == "center" or any(a.get("name") == "center" for a in cfg.loss.aux)
 
 
 def window_frames(cfg: Config, grid: FrameGrid) -> tuple[int, int]:
@@ -49,10 +65,18 @@ def open_store(cfg: Config, dumpdir: str | Path, training: bool = False) -> Feat
     return FeatureStore(Path(dumpdir) / feature_name(cfg.features), speeds)
 
 
+def n_outputs(cfg: Config, n_classes: int) -> int:
+    """Model outputs: the classes, plus the training-only noise class when enabled."""
+    return n_classes + int(cfg.data.noise_class)
+
+
 def build_model_from_config(
     cfg: Config, n_classes: int, sources: Mapping[str, str] | None = None
 ) -> torch.nn.Module:
-    return build_model(cfg.model.name, n_classes, cfg.features.n_mels, cfg.model.params, sources)
+    """The configured model with ``n_classes`` outputs (callers add the noise class)."""
+    return build_model(
+        cfg.model.name, n_classes, cfg.features.n_mels, cfg.model.params, sources, cfg.features
+    )
 
 
 def train_fold(
@@ -63,24 +87,40 @@ def train_fold(
     expdir: str | Path,
     sources: Mapping[str, str] | None = None,
     progress: bool = True,
+    dist_info: DistInfo | None = None,
 ) -> dict[str, Any]:
     """Train fold ``fold`` into ``expdir/fold<k>/``; resumes from its ``last.pt`` if present.
 
     Every object is built afresh from ``cfg`` here, so nothing of one fold leaks into the next.
+    Under torchrun (``dist_info``) each rank takes its share of every global batch.
     """
+    dist_info = dist_info or DistInfo()
     # a distinct, reproducible seed per fold
     seed_everything(cfg.seed * 100 + fold)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     outdir = Path(expdir) / f"fold{fold}"
     train_ids, valid_ids = corpus.fold_ids(fold)
-    store = open_store(cfg, dumpdir, training=True)
+    feature_store = open_store(cfg, dumpdir, training=True)
+    wave_model = bool(cfg.model.params.get("frontend", False))
+    store = (
+        # waveform models train on crops of the audio files; stage 1's skips are respected
+        WaveStore(
+            corpus.recordings,
+            cfg.features,
+            sorted(feature_store.ids),
+            cfg.features.speed_perturb if cfg.data.speed_perturb_prob > 0 else (),
+        )
+        if wave_model
+        else feature_store
+    )
     grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
     n_classes = len(corpus.classes)
+    events = events_by_recording(corpus.events, corpus.classes, "tp")
     dataset = CropDataset(
         store,
         train_ids,
-        events_by_recording(corpus.events, corpus.classes, "tp"),
+        events,
         n_classes,
         cfg.data.crop_seconds,
         crop=cfg.data.crop,
@@ -88,22 +128,57 @@ def train_fold(
         speed_prob=cfg.data.speed_perturb_prob,
         epoch_size=cfg.data.epoch_size,
         seed=cfg.seed * 100 + fold,
+        random_crop_prob=cfg.data.random_crop_prob,
+        noise_class=cfg.data.noise_class,
+        label_positive=cfg.data.label_positive,
+        label_negative=cfg.data.label_negative,
+        secondary=corpus.secondary_labels() if cfg.data.secondary != "ignore" else None,
+        secondary_mode=cfg.data.secondary,
+        label_secondary=cfg.data.label_secondary,
     )
     if dataset.missing:
         log.warning(
             "%d training recordings have no features (skipped in stage 1)", len(dataset.missing)
         )
-    generator = torch.Generator().manual_seed(cfg.seed)
+    augment = (
+        build_augment(
+            cfg.augment,
+            int(store.features["sample_rate"]),
+            int(store.features["hop_length"]),
+            # each rank draws its own augmentation parameters for its share of the batch
+            seed=cfg.seed * 100 + fold + 7919 * dist_info.rank,
+            sources=sources,
+        )
+        if cfg.augment
+        else None
+    )
+    if augment is not None and augment.needs_wave and not wave_model:
+        where = (sources or {}).get("augment", "command line")
+        raise ConfigError(
+            f"{where}: augment has waveform augmentations but the model takes features; set "
+            f"model.params.frontend: true to train on waveforms"
+        )
+    batch_sampler = build_batch_sampler(
+        cfg.data.sampler,
+        dataset.item_labels(),
+        cfg.train.batch_size,
+        seed=cfg.seed * 100 + fold,
+        drop_last=len(dataset) >= cfg.train.batch_size,
+        num_replicas=dist_info.world_size,
+        rank=dist_info.rank,
+        params=cfg.data.sampler_params,
+        sources=sources,
+    )
     loader = DataLoader(
         dataset,
-        batch_size=cfg.train.batch_size,
-        sampler=RandomSampler(dataset, generator=generator),
+        batch_sampler=EpochIndices(batch_sampler),
         num_workers=cfg.train.num_workers,
-        drop_last=len(dataset) >= cfg.train.batch_size,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=cfg.train.num_workers > 0,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
-    valid_ids = [r for r in valid_ids if r in store.ids]
+    valid_ids = [r for r in valid_ids if r in feature_store.ids]
     device = resolve_device(cfg.train.device)
     window, hop = window_frames(cfg, grid)
     evaluator = WholeRecordingEvaluator(
@@ -115,8 +190,10 @@ def train_fold(
         cfg.infer.batch_size,
         device,
         resolve_amp(cfg.train.amp, device),
+        classes=corpus.classes,
+        events=events,
     )
-    model = build_model_from_config(cfg, n_classes, sources)
+    model = build_model_from_config(cfg, n_outputs(cfg, n_classes), sources)
     # the loss may own parameters (center loss centers): built before the optimizer, which
     # optimises them with the model's; Trainer's loss_fn.to(device) keeps the same Parameters
     loss_fn = build_loss(
@@ -125,8 +202,11 @@ def train_fold(
         sources,
         aux=cfg.loss.aux,
         embedding_dim=getattr(model, "embedding_dim", None),
-        n_classes=n_classes,
+        n_classes=n_outputs(cfg, n_classes),
     )
+    if dist_info.enabled:
+        # same initial weights on every rank (seeded above), different dropout draws from here
+        torch.manual_seed(cfg.seed * 100 + fold + 7919 * dist_info.rank)
     optimizer = build_optimizer(model, cfg.optim, loss_fn, sources)
     scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.max_steps, sources)
     log.info(
@@ -153,5 +233,8 @@ def train_fold(
         outdir,
         cfg,
         extra_state={"classes": corpus.classes, "fold": fold},
+        augment=augment,
+        log_embeddings=uses_center_loss(cfg),
+        dist_info=dist_info,
     )
     return trainer.fit(progress=progress)
