@@ -154,6 +154,15 @@ class InferConf:
     checkpoint: str = "best"  # best | last | step<N>
     frame_combine: str = "max"  # how overlapping windows combine frame scores: max | mean
     clip_score: str = "clip"  # recording score: clip (max over windows) | frame_max (max over time)
+    gate_activity: bool = False  # multiply frame scores by the activity head's probability
+    # stage 4 event outputs (score TSVs, Raven tables, detections.csv) from the frame scores
+    events: bool = True
+    median_frames: int | None = None  # median filter length in output frames (odd), None: off
+    smooth_kernel: list[float] = field(default_factory=list)  # e.g. [0.1, 0.2, 0.4, 0.2, 0.1]
+    event_score: str = "max"  # an event's score: max | mean of its frames
+    min_event_seconds: float = 0.0  # shorter detections are dropped
+    merge_gap_seconds: float = 0.0  # detections of a class closer than this are merged
+    threshold_beta: float = 1.0  # per-class thresholds maximise F-beta on out-of-fold scores
 
 
 @dataclass
@@ -184,6 +193,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("auto", "off", "bf16", "fp16"),
     "infer.frame_combine": ("max", "mean"),
     "infer.clip_score": ("clip", "frame_max"),
+    "infer.event_score": ("max", "mean"),
 }
 
 

@@ -118,6 +118,19 @@ def test_rfcx_recipe_end_to_end(tmp_path: Path) -> None:
     )
     assert result["test"]["lwlrap"] == pytest.approx(expected, abs=1e-9)
     assert 0 < result["oof"]["lwlrap"] <= 1 and set(result["oof"]["per_fold"]) == {"0", "1"}
+    # stage 4 event outputs and stage 5 event metrics
+    thresholds = json.loads((inf / "thresholds.json").read_text())
+    assert set(thresholds) == {"s0", "s1", "s2", "s3"}
+    for kind in ("test", "oof"):
+        det = pd.read_csv(inf / f"events_{kind}" / "detections.csv")
+        assert list(det.columns[:5]) == ["recording_id", "onset", "offset", "label", "score"]
+        tables = list((inf / f"events_{kind}" / "raven").glob("*.Table.1.selections.txt"))
+        assert tables and len(list((inf / f"events_{kind}" / "scores").glob("*.tsv"))) == len(
+            tables
+        )
+    events = result["oof"]["events"]
+    assert 0 <= events["psds1"] <= 1 and 0 <= events["collar_f1"] <= 1
+    assert (inf / "event_metrics_oof.csv").exists()
     assert "cnn/tiny" in (work / "exp" / "rfcx" / "RESULTS.md").read_text()
 
     # a second run skips what is complete

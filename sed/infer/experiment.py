@@ -135,6 +135,7 @@ def infer_experiment(
                 dev,
                 amp,
                 cfg.infer.frame_combine,
+                gate_activity=cfg.infer.gate_activity,
             )
             if cfg.infer.clip_score == "frame_max" and len(frame):
                 clip = frame.max(axis=0)

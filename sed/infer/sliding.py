@@ -29,6 +29,7 @@ def predict_recording(
     amp_dtype: torch.dtype | None = None,
     frame_combine: str = "max",
     n_classes: int | None = None,
+    gate_activity: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip and frame probabilities of one recording.
 
@@ -47,6 +48,7 @@ def predict_recording(
         amp_dtype: autocast dtype (None: full precision).
         frame_combine: ``max`` or ``mean`` over overlapping windows.
         n_classes: keep only the first ``n_classes`` outputs (drops a training-only noise class).
+        gate_activity: multiply frame probabilities by the activity head's (when it has one).
 
     A waveform model (``frontend`` and ``body``) given features runs its body only: the features
     of stage 1 are what its front end computes.
@@ -72,7 +74,10 @@ def predict_recording(
         for i in range(0, len(wins), batch_size):
             out = model(wins[i : i + batch_size].to(device, non_blocking=True))
             clips.append(torch.sigmoid(out["clip_logits"][..., :n_classes].float()).cpu())
-            frames.append(torch.sigmoid(out["frame_logits"][..., :n_classes].float()).cpu())
+            frame = torch.sigmoid(out["frame_logits"][..., :n_classes].float())
+            if gate_activity and "activity_logits" in out:
+                frame = frame * torch.sigmoid(out["activity_logits"].float())
+            frames.append(frame.cpu())
     clip = torch.cat(clips).amax(dim=0).numpy()
     frame_w = torch.cat(frames).numpy()  # (n_windows, window // r, C)
     n_out = total // r

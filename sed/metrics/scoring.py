@@ -17,9 +17,41 @@ from sed.fileio import write_json
 from sed.metrics.lwlrap import lwlrap
 
 
-def _frame_max(h5_path: Path, ids: list[str]) -> np.ndarray:
+def frame_max(h5_path: Path, ids: list[str]) -> np.ndarray:
+    """(N, C) maximum over time of each recording's frame scores in a stage-3 ``.h5``."""
     with h5py.File(h5_path, "r") as h5:
         return np.stack([np.asarray(h5[r]["frame"]).max(axis=0) for r in ids])
+
+
+def event_scores(inf: Path, kind: str, ids: list[str], corpus: Corpus) -> dict[str, Any] | None:
+    """Event metrics (PSDS1/2, collar and intersection F1 ...) of ``kind`` (oof | test) frame
+    scores against the strong labels; the per-class table goes to ``event_metrics_<kind>.csv``.
+
+    Scores the smoothed tables stage 4 wrote (``events_<kind>/scores``) when present, else the raw
+    frame scores of stage 3. None when no recording has an annotated event.
+    """
+    from sed.infer.events import score_dataframes_from_h5
+    from sed.metrics.events import event_report, ground_truth_from_events
+
+    truth = ground_truth_from_events(corpus.events, ids)
+    if not any(truth.values()):
+        return None
+    tsv_dir = inf / f"events_{kind}" / "scores"
+    if tsv_dir.is_dir():
+        from sed_scores_eval.base_modules.io import read_sed_scores
+
+        scores = read_sed_scores(str(tsv_dir))
+    else:
+        scores = score_dataframes_from_h5(inf / f"{kind}.h5", ids)
+    scores = {r: scores[r] for r in ids if r in scores}
+    durations = dict(
+        zip(corpus.recordings["recording_id"], corpus.recordings["duration"], strict=True)
+    )
+    overall, per_class = event_report(scores, truth, durations, corpus.classes)
+    per_class.to_csv(inf / f"event_metrics_{kind}.csv")
+    return {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in overall.items()
+    }
 
 
 def score_experiment(
@@ -36,7 +68,7 @@ def score_experiment(
     ids = oof["recording_id"].tolist()
     truth = corpus.clip_truth(ids)
     scores = oof[corpus.classes].to_numpy()
-    frame = _frame_max(inf / "oof.h5", ids)
+    frame = frame_max(inf / "oof.h5", ids)
     per_fold = {}
     for k, idx in oof.groupby("fold").indices.items():
         if truth[idx].any():
@@ -68,9 +100,12 @@ def score_experiment(
         result["test"] = {
             # scored from submission.csv itself, exactly what would be submitted
             "lwlrap": lwlrap(t_truth, sub[corpus.classes].to_numpy()),
-            "lwlrap_frame": lwlrap(corpus.clip_truth(t_ids), _frame_max(inf / "test.h5", t_ids)),
+            "lwlrap_frame": lwlrap(corpus.clip_truth(t_ids), frame_max(inf / "test.h5", t_ids)),
             "n_recordings": len(sub_ids),
         }
+    result["oof"]["events"] = event_scores(inf, "oof", ids, corpus)
+    if result["test"] is not None:
+        result["test"]["events"] = event_scores(inf, "test", t_ids, corpus)
     old = expdir / "results.json"
     if old.exists():
         with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
