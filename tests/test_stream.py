@@ -1,0 +1,254 @@
+"""Streaming inference: block-wise decode, features, windows and stitching equal the whole file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+from sed.features.audio import AudioError, load_audio
+from sed.features.frontend import LogMel
+from sed.frames import window_starts
+from sed.infer.sliding import predict_recording
+from sed.infer.stream import (
+    FeatureStream,
+    StreamingPredictor,
+    TorchScorer,
+    Windower,
+    iter_audio_blocks,
+)
+from sed.models import TINY, build_model
+
+SR, N_FFT, HOP, N_MELS = 16000, 512, 160, 32  # n_fft/2 is not a whole number of hops on purpose
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the test machine is shared; one thread keeps timings and results stable
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def frontend() -> LogMel:
+    return LogMel(SR, N_FFT, HOP, N_MELS, fmin=50.0, fmax=8000.0).eval()
+
+
+def noise(seconds: float, sr: int = SR, seed: int = 0, channels: int = 1) -> np.ndarray:
+    """Chirps in noise: features vary over time, so misplaced frames would show."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    x = 0.05 * rng.normal(size=n) + 0.3 * np.sin(2 * np.pi * (300 + 200 * t) * t)
+    x *= 1 + 0.5 * np.sin(2 * np.pi * 0.3 * t)
+    if channels > 1:
+        x = np.stack([x * (1 + 0.1 * c) for c in range(channels)], axis=1)
+    return x.astype(np.float32)
+
+
+class EnergyModel(nn.Module):
+    """Frame logit of class 0 = mean feature of each group of 4 frames; class 1 its negative.
+    Activity logit = frame-wise mean of the first 4 mels (checkable, fast)."""
+
+    time_reduction = 4
+
+    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, _, t = feats.shape
+        g = feats[:, :, : t // 4 * 4].reshape(b, feats.shape[1], t // 4, 4).mean(-1)
+        e = g.mean(dim=1) / 10
+        frame = torch.stack([e, -e], dim=-1)  # (B, T', 2)
+        act = g[:, :4].mean(dim=1, keepdim=True).transpose(1, 2) / 10  # (B, T', 1)
+        return {"clip_logits": frame.mean(dim=1), "frame_logits": frame, "activity_logits": act}
+
+
+def tiny_effnet(seed: int = 0, activity_head: bool = False) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(
+        "efficientnet_att", 3, N_MELS, {**TINY["efficientnet_att"], "activity_head": activity_head}
+    )
+    # real BatchNorm statistics: at random init eval-mode outputs shrink towards constants
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(frontend()(torch.from_numpy(noise(3.0, seed=seed + 7)))[None].repeat(2, 1, 1))
+    return model.eval()
+
+
+def predictor(model: nn.Module, **kwargs) -> StreamingPredictor:
+    opts = {"window_seconds": 2.0, "hop_seconds": 1.5, "batch_size": 3, "block_seconds": 1.3}
+    opts.update(kwargs)
+    return StreamingPredictor(frontend(), TorchScorer([model]), SR, N_FFT, HOP, **opts)
+
+
+def whole_file(model: nn.Module, wave: np.ndarray, p: StreamingPredictor, combine: str = "max"):
+    with torch.no_grad():
+        feats = frontend()(torch.from_numpy(wave))
+    return predict_recording(model, feats, p.window, p.hop, 4, frame_combine=combine)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", [97, 256, 1000, 4321, 100000])
+def test_feature_stream_equals_whole_signal(block: int) -> None:
+    wave = noise(3.07)
+    fe = frontend()
+    with torch.no_grad():
+        ref = fe(torch.from_numpy(wave)).numpy()
+    fs = FeatureStream(fe, N_FFT, HOP)
+    parts = []
+    for i in range(0, len(wave), block):
+        parts.append(fs.push(wave[i : i + block], last=i + block >= len(wave)))
+    got = np.concatenate([p for p in parts if p.size], axis=1)
+    assert got.shape == ref.shape == (N_MELS, len(wave) // HOP + 1)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-5)
+
+
+def test_feature_stream_very_short_signal_is_padded() -> None:
+    fs = FeatureStream(frontend(), N_FFT, HOP)
+    out = fs.push(noise(0.01)[:200], last=True)  # fewer samples than n_fft / 2
+    assert out.shape == (N_MELS, 200 // HOP + 1) and np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize(
+    ("n", "window", "hop", "align"),
+    [(203, 40, 20, 4), (100, 32, 8, 1), (40, 40, 20, 4), (61, 20, 20, 8)],
+)
+def test_windower_matches_window_starts(n: int, window: int, hop: int, align: int) -> None:
+    frames = np.arange(n, dtype=np.float32)[None].repeat(2, axis=0)
+    w = Windower(window, hop, align)
+    got = []
+    for i in range(0, n, 7):
+        got += w.push(frames[:, i : i + 7], last=i + 7 >= n)
+    assert [s for s, _ in got] == window_starts(n, window, hop, align)
+    for s, x in got:
+        np.testing.assert_array_equal(x, frames[:, s : s + window])
+
+
+def test_windower_repeats_a_short_signal() -> None:
+    frames = np.arange(5, dtype=np.float32)[None]
+    [(start, x)] = Windower(12, 6, 4).push(frames, last=True)
+    assert start == 0
+    np.testing.assert_array_equal(x[0], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1])
+
+
+def test_buffers_stay_bounded_on_a_long_stream() -> None:
+    """Memory does not grow with the recording: the sample and frame buffers stay small."""
+    p = predictor(EnergyModel(), block_seconds=0.5)
+    fs = FeatureStream(frontend(), N_FFT, HOP)
+    win = Windower(p.window, p.hop, 4)
+    rng = np.random.default_rng(0)
+    max_samples = max_frames = 0
+    for _ in range(400):  # 200 s of audio in 0.5 s blocks
+        win.push(fs.push(rng.normal(size=SR // 2).astype(np.float32)))
+        max_samples = max(max_samples, len(fs.buf))
+        max_frames = max(max_frames, win.buf.shape[1])
+    assert max_samples <= SR // 2 + N_FFT
+    assert max_frames <= p.window + p.hop + SR // 2 // HOP + 8
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole recordings
+# --------------------------------------------------------------------------------------------------
+
+
+def test_streamed_scores_equal_whole_file_scores(tmp_path: Path) -> None:
+    """A file of many blocks (1.3 s blocks, 2 s windows) gives the whole-file results."""
+    model = tiny_effnet()
+    path = tmp_path / "long.flac"
+    sf.write(path, noise(11.3, seed=3), SR, subtype="PCM_24")
+    wave, _ = load_audio(path, SR)
+    p = predictor(model)
+    res = p.predict_file(path)
+    clip, frame = whole_file(model, wave, p)
+    assert frame.shape == res.frame.shape == ((len(wave) // HOP + 1) // 32, 3)
+    assert frame.std() > 1e-3  # the comparison is not one of constants
+    np.testing.assert_allclose(res.frame, frame, atol=1e-5)
+    np.testing.assert_allclose(res.clip, clip, atol=1e-5)
+    # per-window clip scores: one row per window of sed.frames.window_starts
+    n_frames = len(wave) // HOP + 1
+    starts = window_starts(n_frames, p.window, p.hop, 32)
+    np.testing.assert_allclose(res.window_starts, np.array(starts) * HOP / SR)
+    assert res.window_clip.shape == (len(starts), 3)
+    np.testing.assert_allclose(res.window_clip.max(axis=0), res.clip)
+    assert res.duration == pytest.approx(11.3, abs=1e-3)
+
+
+def test_resampled_stereo_file_equals_whole_file_decoding(tmp_path: Path) -> None:
+    """Any input rate and channel count: block-wise downmix + soxr stream = load_audio."""
+    model = EnergyModel()
+    path = tmp_path / "stereo44k.wav"
+    sf.write(path, noise(6.2, sr=44100, seed=5, channels=2), 44100, subtype="FLOAT")
+    streamed = np.concatenate(list(iter_audio_blocks(path, SR, block_seconds=0.7)))
+    wave, _ = load_audio(path, SR)
+    np.testing.assert_allclose(streamed, wave, atol=1e-6)
+    p = predictor(model, hop_seconds=0.5)
+    res = p.predict_file(path)
+    clip, frame = whole_file(model, wave, p)
+    np.testing.assert_allclose(res.frame, frame, atol=1e-5)
+    np.testing.assert_allclose(res.clip, clip, atol=1e-5)
+
+
+def test_mean_combine_and_frame_max_clip_score() -> None:
+    model = tiny_effnet(seed=1)
+    wave = noise(7.7, seed=9)
+    p = predictor(model, frame_combine="mean", hop_seconds=0.6, clip_score="frame_max")
+    res = p.predict_wave(wave)
+    _, frame = whole_file(model, wave, p, combine="mean")
+    np.testing.assert_allclose(res.frame, frame, atol=1e-5)
+    np.testing.assert_allclose(res.clip, frame.max(axis=0), atol=1e-6)
+
+
+def test_shorter_than_a_window_is_padded_like_predict_recording() -> None:
+    model = tiny_effnet(seed=2)
+    wave = noise(0.9, seed=4)
+    p = predictor(model, window_seconds=3.0, hop_seconds=1.0)
+    res = p.predict_wave(wave)
+    clip, frame = whole_file(model, wave, p)
+    assert len(res.window_starts) == 1 and res.frame.shape == frame.shape
+    np.testing.assert_allclose(res.frame, frame, atol=1e-5)
+    np.testing.assert_allclose(res.clip, clip, atol=1e-5)
+
+
+def test_activity_gating_multiplies_frame_scores() -> None:
+    wave = noise(5.0, seed=2)
+    plain = predictor(EnergyModel()).predict_wave(wave)
+    gated = predictor(EnergyModel(), gate_activity=True).predict_wave(wave)
+    assert plain.activity is not None and plain.activity.shape == (len(plain.frame),)
+    assert plain.activity.std() > 1e-3
+    # EnergyModel's output frames depend on their own input frames only, so overlapping windows
+    # agree and gating per window equals the product of the stitched outputs
+    np.testing.assert_allclose(gated.frame, plain.frame * plain.activity[:, None], rtol=1e-5)
+    assert gated.frame.shape == ((len(wave) // HOP + 1) // 4, 2)
+    np.testing.assert_allclose(gated.clip, plain.clip)  # clip scores are not gated
+
+
+def test_fold_scores_are_averaged() -> None:
+    a, b = tiny_effnet(seed=3), tiny_effnet(seed=4)
+    x = frontend()(torch.from_numpy(noise(2.0, seed=1)))[None].repeat(2, 1, 1).numpy()
+    sa, sb = TorchScorer([a])(x), TorchScorer([b])(x)
+    both = TorchScorer([a, b])(x)
+    np.testing.assert_allclose(both.clip, (sa.clip + sb.clip) / 2, atol=1e-6)
+    np.testing.assert_allclose(both.frame, (sa.frame + sb.frame) / 2, atol=1e-6)
+    assert both.activity is None
+
+
+def test_unreadable_and_empty_files_raise_audio_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"not audio" * 50)
+    p = predictor(EnergyModel())
+    with pytest.raises(AudioError, match=r"bad\.flac"):
+        p.predict_file(bad)
+    with pytest.raises(AudioError, match="not found"):
+        p.predict_file(tmp_path / "missing.wav")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), SR)
+    with pytest.raises(AudioError, match="no audio"):
+        p.predict_file(empty)
