@@ -155,6 +155,9 @@ class InferConf:
     frame_combine: str = "max"  # how overlapping windows combine frame scores: max | mean
     clip_score: str = "clip"  # recording score: clip (max over windows) | frame_max (max over time)
     gate_activity: bool = False  # multiply frame scores by the activity head's probability
+    # test-time augmentation views besides the original, averaged: [{speed: 0.9}, {speed: 1.1},
+    # {shift_seconds: 2.5}, {speed: 0.9, shift_seconds: 2.5}]; speeds need stage-1 dumps
+    tta: list[dict] = field(default_factory=list)
     # stage 4 event outputs (score TSVs, Raven tables, detections.csv) from the frame scores
     events: bool = True
     median_frames: int | None = None  # median filter length in output frames (odd), None: off

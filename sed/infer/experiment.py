@@ -6,12 +6,15 @@ Writes into ``<expdir>/infer/<checkpoint>/``:
 - ``oof.csv``: recording_id, fold, one column per class (clip probabilities).
 - ``test.h5``: per test recording ``clip`` (C,) and ``frame`` (T', C) averaged over folds, and
   ``clip_folds`` (K, C).
+- Both ``.h5`` hold ``clip_views`` (V, C): the clip scores of each test-time augmentation view
+  (``infer.tta``; attribute ``views`` names them); ``clip`` and ``frame`` are the views' mean.
 - ``test.csv``: recording_id, one column per class (fold-mean clip probabilities).
 - ``oof_frame.csv`` / ``test_frame.csv``: recording_id, onset, offset, one column per class.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,13 +26,13 @@ import torch
 
 from sed.config import Config, from_dict
 from sed.data.corpus import Corpus
-from sed.features.dump import FeatureStore
+from sed.features.dump import FeatureStore, feature_name
 from sed.fileio import atomic_path, write_csv
 from sed.frames import FrameGrid, output_frame_times
-from sed.infer.sliding import predict_recording
+from sed.infer.tta import View, combine_views, parse_views, predict_views
 from sed.models.wrappers import KeepClasses
 from sed.train.checkpoint import load_checkpoint
-from sed.train.fold import build_model_from_config, n_outputs, open_store, window_frames
+from sed.train.fold import build_model_from_config, n_outputs, window_frames
 from sed.train.trainer import resolve_amp, resolve_device
 from sed.utils.progress import progress_bar
 
@@ -82,6 +85,10 @@ def _write_h5(path: Path, items: dict[str, dict[str, np.ndarray]], attrs: dict) 
                 g.create_dataset(name, data=arr)
 
 
+def read_view(store: FeatureStore, rid: str, speed: float) -> np.ndarray:
+    return store.read(rid, speed=speed)
+
+
 def infer_experiment(
     expdir: str | Path,
     corpus: Corpus,
@@ -107,6 +114,8 @@ def infer_experiment(
     oof_fold: dict[str, int] = {}
     test_clip: dict[str, list[np.ndarray]] = {}
     test_frame: dict[str, list[np.ndarray]] = {}
+    test_views: dict[str, list[np.ndarray]] = {}
+    views = [View()]
     store: FeatureStore | None = None
     classes: list[str] = []
     reduction = 1
@@ -115,7 +124,10 @@ def infer_experiment(
         if classes != corpus.classes:
             raise ValueError(f"{expdir}/fold{k}: classes of the checkpoint differ from classes.txt")
         reduction = int(model.time_reduction)
-        store = open_store(cfg, dumpdir)
+        views = parse_views(cfg.infer.tta, cfg.features.speed_perturb, f"{expdir}/config.yaml")
+        store = FeatureStore(
+            Path(dumpdir) / feature_name(cfg.features), tuple(v.speed for v in views)
+        )
         grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
         window, hop = window_frames(cfg, grid)
         amp = resolve_amp(cfg.train.amp, dev)
@@ -126,25 +138,30 @@ def infer_experiment(
         for kind, rid in progress_bar(
             jobs, desc=f"stage 3: fold {k}", disable=not progress, unit="rec"
         ):
-            clip, frame = predict_recording(
+            clips, frames = predict_views(
                 model,
-                store.read(rid),
+                functools.partial(read_view, store, rid),
+                store.n_frames(rid),
+                views,
+                grid,
                 window,
                 hop,
                 cfg.infer.batch_size,
                 dev,
                 amp,
                 cfg.infer.frame_combine,
-                gate_activity=cfg.infer.gate_activity,
+                cfg.infer.gate_activity,
             )
-            if cfg.infer.clip_score == "frame_max" and len(frame):
-                clip = frame.max(axis=0)
+            if cfg.infer.clip_score == "frame_max" and frames.shape[1]:
+                clips = np.nan_to_num(np.nanmax(frames, axis=1), nan=0.0)
+            clip, frame = combine_views(clips, frames)
             if kind == "oof":
-                oof[rid] = {"clip": clip, "frame": frame}
+                oof[rid] = {"clip": clip, "frame": frame, "clip_views": clips}
                 oof_fold[rid] = k
             else:
                 test_clip.setdefault(rid, []).append(clip)
                 test_frame.setdefault(rid, []).append(frame)
+                test_views.setdefault(rid, []).append(clips)
     assert store is not None
     grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
     attrs = {
@@ -153,6 +170,7 @@ def infer_experiment(
         "sample_rate": grid.sample_rate,
         "hop_length": grid.hop_length,
         "checkpoint": checkpoint,
+        "views": [v.name for v in views],
     }
     oof_ids = [r for r in corpus.ids("train") if r in oof]
     _write_h5(outdir / "oof.h5", {r: oof[r] for r in oof_ids}, attrs | {"folds": folds})
@@ -173,6 +191,7 @@ def infer_experiment(
             "clip": np.mean(test_clip[r], axis=0),
             "frame": np.mean(test_frame[r], axis=0),
             "clip_folds": np.stack(test_clip[r]),
+            "clip_views": np.mean(test_views[r], axis=0),
         }
         for r in test_ids
     }

@@ -23,6 +23,16 @@ def frame_max(h5_path: Path, ids: list[str]) -> np.ndarray:
         return np.stack([np.asarray(h5[r]["frame"]).max(axis=0) for r in ids])
 
 
+def view_scores(h5_path: Path, ids: list[str], truth: np.ndarray) -> dict[str, float]:
+    """lwlrap of each test-time augmentation view's clip scores (empty with one view)."""
+    with h5py.File(h5_path, "r") as h5:
+        names = [str(v) for v in h5.attrs.get("views", [])]
+        if len(names) < 2 or not truth.any():
+            return {}
+        views = np.stack([np.asarray(h5[r]["clip_views"]) for r in ids])  # (N, V, C)
+    return {name: lwlrap(truth, views[:, v]) for v, name in enumerate(names)}
+
+
 def event_scores(inf: Path, kind: str, ids: list[str], corpus: Corpus) -> dict[str, Any] | None:
     """Event metrics (PSDS1/2, collar and intersection F1 ...) of ``kind`` (oof | test) frame
     scores against the strong labels; the per-class table goes to ``event_metrics_<kind>.csv``.
@@ -103,6 +113,9 @@ def score_experiment(
             "lwlrap_frame": lwlrap(corpus.clip_truth(t_ids), frame_max(inf / "test.h5", t_ids)),
             "n_recordings": len(sub_ids),
         }
+    per_view = view_scores(inf / "oof.h5", ids, truth)
+    if per_view:
+        result["oof"]["per_view"] = per_view
     result["oof"]["events"] = event_scores(inf, "oof", ids, corpus)
     if result["test"] is not None:
         result["test"]["events"] = event_scores(inf, "test", t_ids, corpus)
