@@ -186,6 +186,7 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
   device_args=()
   [[ "${ngpu}" == 0 ]] && device_args=(--conf_override "train.device=cpu")
   [[ "${ngpu}" == 1 ]] && device_args=(--conf_override "train.device=cuda")
+  todo=()  # folds without a finished model
   for k in ${folds_to_run}; do
     if [[ "${overwrite}" == true ]]; then rm -rf "${expdir}/fold${k}"; fi
     if [[ -f "${expdir}/fold${k}/.done" ]]; then
@@ -193,13 +194,26 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
       continue
     fi
     mkdir -p "${expdir}/fold${k}"
-    rm -f "${expdir}"/infer/*/.done  # predictions of an older model are stale
-    ${train_cmd} --gpu "${ngpu:-0}" "${expdir}/fold${k}/train.log" \
-      python -m sed.bin.train --conf "${conf}" "${override_args[@]}" "${device_args[@]}" \
-        --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fold "${k}" \
-        "${progress_args[@]}"
-    touch "${expdir}/fold${k}/.done"
+    todo+=("${k}")
   done
+  if [[ ${#todo[@]} -gt 0 ]]; then
+    rm -f "${expdir}"/infer/*/.done  # predictions of an older model are stale
+    # one task per fold, JOB = the fold index: a job array under Slurm, one after the other locally
+    train_rc=0
+    ${train_cmd} --gpu "${ngpu:-0}" "JOB=$(IFS=,; echo "${todo[*]}")" "${expdir}/foldJOB/train.log" \
+      python -m sed.bin.train --conf "${conf}" "${override_args[@]}" "${device_args[@]}" \
+        --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fold JOB \
+        "${progress_args[@]}" || train_rc=$?
+    for k in "${todo[@]}"; do  # a fold is done when its task's log ends with status 0
+      if [[ "$(tail -n 1 "${expdir}/fold${k}/train.log" 2>/dev/null)" == "# Ended (code 0)"* ]]; then
+        touch "${expdir}/fold${k}/.done"
+      fi
+    done
+    if [[ ${train_rc} -ne 0 ]]; then
+      log "stage 2: training failed (exit ${train_rc}; 75: interrupted, rerun to resume); finished folds are kept"
+      exit "${train_rc}"
+    fi
+  fi
 fi
 
 # --------------------------------------------------------------------------------------- stage 3
@@ -209,7 +223,7 @@ if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
     log "predictions are complete; skipping"
   else
     rm -f "${expdir}/infer/${checkpoint}/.done"
-    ${infer_cmd} "${expdir}/infer/${checkpoint}/infer.log" \
+    ${infer_cmd} --gpu "${ngpu:-0}" "${expdir}/infer/${checkpoint}/infer.log" \
       python -m sed.bin.infer --expdir "${expdir}" --datadir "${manifests}" --dumpdir "${dumpdir}" \
         --checkpoint "${checkpoint}"
     touch "${expdir}/infer/${checkpoint}/.done"
