@@ -16,8 +16,13 @@
 # Every stage skips work that is already complete (a done-marker written last) unless --overwrite.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")"
-root=$(pwd)
+# under `sbatch ./run.sh`, Slurm runs a copy of this script from its spool folder
+if [[ -n "${SLURM_JOB_ID:-}" && ! -f "$(dirname "${BASH_SOURCE[0]}")/cmd.sh" ]]; then
+  cd "${SLURM_SUBMIT_DIR}"
+else
+  cd "$(dirname "${BASH_SOURCE[0]}")"
+fi
+
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -33,7 +38,7 @@ conf_override=""          # dotted config overrides, e.g. "train.max_steps=200 o
 datadir=""                # raw corpus in the recipe's layout (empty: generate the synthetic one)
 fold=all                  # fold to train / infer: all or an index k
 nj=2                      # parallel jobs for data preparation and feature extraction
-ngpu=""                   # GPUs for training: 0 forces CPU, 1 one CUDA GPU; empty: train.device decides
+ngpu=""                   # GPUs for training: 0 forces CPU, N >= 1 CUDA GPUs (DDP); empty: train.device decides
 tag=""                    # suffix of the experiment folder: exp/<recipe>/<family>/<version>_<tag>
 checkpoint=best           # checkpoint used by stages 3-5: best | last | step<N>
 overwrite=false           # redo stages whose outputs are complete
@@ -51,7 +56,7 @@ Options (default in brackets):
   --datadir <dir>          raw corpus (e.g. Kaggle's rfcx-species-audio-detection); empty: synthetic ["${datadir}"]
   --fold <k|all>           fold(s) to train and infer [${fold}]
   --nj <n>                 parallel jobs for stages 0-1 [${nj}]
-  --ngpu <n>               GPUs for training: 0 CPU, 1 one GPU; empty: config's train.device (auto) ["${ngpu}"]
+  --ngpu <n>               GPUs for training: 0 CPU, 1 one GPU, N > 1 DDP over N GPUs per node (torchrun); empty: config's train.device (auto) ["${ngpu}"]
   --tag <str>              experiment folder suffix ["${tag}"]
   --checkpoint <name>      checkpoint for stages 3-5: best | last | step<N> [${checkpoint}]
   --overwrite <bool>       redo complete stages: true | false [${overwrite}]
@@ -89,8 +94,8 @@ case "${overwrite}" in true|false) ;; *) echo "$0: --overwrite must be true or f
 for v in stage stop_stage nj; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "$0: --${v} must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
-if [[ -n "${ngpu}" && ! "${ngpu}" =~ ^[01]$ ]]; then
-  echo "$0: --ngpu must be 0 or 1 (multi-GPU training is not available yet)" >&2; exit 2
+if [[ -n "${ngpu}" && ! "${ngpu}" =~ ^[0-9]+$ ]]; then
+  echo "$0: --ngpu must be a non-negative integer, got '${ngpu}'" >&2; exit 2
 fi
 [[ "${fold}" == all || "${fold}" =~ ^[0-9]+$ ]] || { echo "$0: --fold must be 'all' or an integer" >&2; exit 2; }
 [[ -d "egs/${recipe}" ]] || { echo "$0: no recipe egs/${recipe} (have: $(ls egs | tr '\n' ' '))" >&2; exit 2; }
@@ -173,7 +178,7 @@ fi
 if [[ ${stage} -le 1 && ${stop_stage} -ge 1 ]]; then
   log "stage 1: features"
   ow=(); [[ "${overwrite}" == true ]] && ow=(--overwrite)
-  ${prep_cmd} "${dumpdir}/log/dump.$(basename "${conf}" .yaml).log" \
+  ${prep_cmd} --num_threads "${nj}" "${dumpdir}/log/dump.$(basename "${conf}" .yaml).log" \
     python -m sed.bin.dump --conf "${conf}" "${override_args[@]}" --datadir "${manifests}" \
       --dumpdir "${dumpdir}" --nj "${nj}" "${ow[@]}"
 fi
@@ -185,7 +190,9 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
   if [[ "${fold}" == all ]]; then folds_to_run=$(seq 0 $((n_folds - 1))); else folds_to_run=${fold}; fi
   device_args=()
   [[ "${ngpu}" == 0 ]] && device_args=(--conf_override "train.device=cpu")
-  [[ "${ngpu}" == 1 ]] && device_args=(--conf_override "train.device=cuda")
+  [[ -n "${ngpu}" && "${ngpu}" -ge 1 ]] && device_args=(--conf_override "train.device=cuda")
+  launcher=(python)  # N > 1 GPUs: one process per GPU, DistributedDataParallel
+  [[ -n "${ngpu}" && "${ngpu}" -gt 1 ]] && launcher=(sed/launch/torchrun.sh "${ngpu}")
   todo=()  # folds without a finished model
   for k in ${folds_to_run}; do
     if [[ "${overwrite}" == true ]]; then rm -rf "${expdir}/fold${k}"; fi
@@ -201,7 +208,7 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
     # one task per fold, JOB = the fold index: a job array under Slurm, one after the other locally
     train_rc=0
     ${train_cmd} --gpu "${ngpu:-0}" "JOB=$(IFS=,; echo "${todo[*]}")" "${expdir}/foldJOB/train.log" \
-      python -m sed.bin.train --conf "${conf}" "${override_args[@]}" "${device_args[@]}" \
+      "${launcher[@]}" -m sed.bin.train --conf "${conf}" "${override_args[@]}" "${device_args[@]}" \
         --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fold JOB \
         "${progress_args[@]}" || train_rc=$?
     for k in "${todo[@]}"; do  # a fold is done when its task's log ends with status 0
@@ -223,7 +230,7 @@ if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
     log "predictions are complete; skipping"
   else
     rm -f "${expdir}/infer/${checkpoint}/.done"
-    ${infer_cmd} --gpu "${ngpu:-0}" "${expdir}/infer/${checkpoint}/infer.log" \
+    ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" "${expdir}/infer/${checkpoint}/infer.log" \
       python -m sed.bin.infer --expdir "${expdir}" --datadir "${manifests}" --dumpdir "${dumpdir}" \
         --checkpoint "${checkpoint}"
     touch "${expdir}/infer/${checkpoint}/.done"

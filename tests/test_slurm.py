@@ -171,11 +171,6 @@ def test_recipe_trains_the_folds_as_one_slurm_job_array(cluster: None, tmp_path:
     assert 0.0 < result["oof"]["lwlrap"] <= 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.sh cds to its own folder, which under sbatch is Slurm's spool copy of the script "
-    "(fix in run.sh: use SLURM_SUBMIT_DIR there); remove this mark once fixed",
-)
 def test_sbatch_run_sh_directly(cluster: None, tmp_path: Path) -> None:
     out = tmp_path / "batch.out"
     # stage 6 > stop stage 5: nothing runs, but the options, config and environment are checked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -103,7 +104,11 @@ def _train(
     # meta.json describes the latest stage-2 run of this experiment; each fold keeps its own too
     for k in folds:
         write_json(expdir / f"fold{k}" / "meta.json", meta | {"fold": k, "finished": now()})
-    write_json(expdir / "meta.json", meta | {"folds": list(folds), "finished": now()})
+    # folds trained by parallel jobs (a Slurm array) each add theirs to the experiment's list
+    done = set(folds)
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        done |= set(json.loads((expdir / "meta.json").read_text()).get("folds", []))
+    write_json(expdir / "meta.json", meta | {"folds": sorted(done), "finished": now()})
     print(json.dumps({k: round(v["best"], 4) for k, v in summary.items()}))
     return 0
 
