@@ -43,6 +43,7 @@ tag=""                    # suffix of the experiment folder: exp/<recipe>/<famil
 checkpoint=best           # checkpoint used by stages 3-5: best | last | step<N>
 overwrite=false           # redo stages whose outputs are complete
 workdir=.                 # where data/, dump/ and exp/ are created
+ensemble=""               # conf/ensemble/<name>.yaml: stages 4-5 combine its experiments instead
 help_message=$(cat <<EOF
 Usage: $0 [options]
 Runs the stages of a sed recipe (see README.md).
@@ -61,11 +62,12 @@ Options (default in brackets):
   --checkpoint <name>      checkpoint for stages 3-5: best | last | step<N> [${checkpoint}]
   --overwrite <bool>       redo complete stages: true | false [${overwrite}]
   --workdir <dir>          folder that receives data/, dump/ and exp/ [${workdir}]
+  --ensemble <yaml>        stages 4-5 for an ensemble of experiments (conf/ensemble/<name>.yaml) ["${ensemble}"]
   --help                   show this message
 Stages: 0 data prep, 1 features, 2 train, 3 infer, 4 submission, 5 score + RESULTS.md
 EOF
 )
-valid_options="recipe stage stop_stage conf conf_override datadir fold nj ngpu tag checkpoint overwrite workdir"
+valid_options="recipe stage stop_stage conf conf_override datadir fold nj ngpu tag checkpoint overwrite workdir ensemble"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -100,6 +102,10 @@ fi
 [[ "${fold}" == all || "${fold}" =~ ^[0-9]+$ ]] || { echo "$0: --fold must be 'all' or an integer" >&2; exit 2; }
 [[ -d "egs/${recipe}" ]] || { echo "$0: no recipe egs/${recipe} (have: $(ls egs | tr '\n' ' '))" >&2; exit 2; }
 [[ -f "${conf}" ]] || { echo "$0: config file '${conf}' not found" >&2; exit 2; }
+[[ -z "${ensemble}" || -f "${ensemble}" ]] || { echo "$0: ensemble config '${ensemble}' not found" >&2; exit 2; }
+if [[ -n "${ensemble}" && ${stage} -lt 4 ]]; then
+  echo "$0: --ensemble combines trained experiments: use it with --stage 4 (or 5)" >&2; exit 2
+fi
 if [[ -n "${datadir}" && ! -d "${datadir}" ]]; then
   echo "$0: --datadir '${datadir}' is not a directory (pass the folder holding train/, test/ and the CSVs)" >&2
   exit 2
@@ -235,6 +241,23 @@ if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
         --checkpoint "${checkpoint}"
     touch "${expdir}/infer/${checkpoint}/.done"
   fi
+fi
+
+# ------------------------------------------------------------------------- stages 4-5 (ensemble)
+if [[ -n "${ensemble}" ]]; then
+  ens_dir=${workdir}exp/${recipe}/ensemble/$(basename "${ensemble}" .yaml)
+  if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
+    log "stage 4: ensemble ${ensemble} -> ${ens_dir}"
+    ${infer_cmd} "${ens_dir}/ensemble.log" \
+      python -m sed.bin.ensemble --conf "${ensemble}" --datadir "${manifests}" --outdir "${ens_dir}" \
+        --root "${workdir:-.}" --recipe "${recipe}"
+  fi
+  if [[ ${stop_stage} -ge 5 ]]; then
+    log "stage 5: results table"
+    python -m sed.results --expdir "${workdir}exp/${recipe}"
+  fi
+  log "done (${ens_dir})"
+  exit 0
 fi
 
 # --------------------------------------------------------------------------------------- stage 4

@@ -148,3 +148,19 @@ def test_rfcx_recipe_end_to_end(tmp_path: Path) -> None:
         check=True,
     )
     assert "skipping" in again.stdout and "fold 0 is trained" in again.stdout
+
+    # stages 4-5 of an ensemble (paths in the YAML are relative to --workdir)
+    ens = tmp_path / "conf" / "ensemble" / "pair.yaml"
+    ens.parent.mkdir(parents=True)
+    ens.write_text(
+        "# ensemble/pair: the tiny experiment's best and last checkpoints\n"
+        "experiments:\n"
+        "  - {path: exp/rfcx/cnn/tiny, checkpoint: best}\n"
+        "  - {path: exp/rfcx/cnn/tiny, checkpoint: best, weight: 0.5}\n"
+        "method: mean\n"
+    )
+    run("--stage", "4", "--ensemble", str(ens), "--workdir", str(work), check=True)
+    out = work / "exp" / "rfcx" / "ensemble" / "pair"
+    ens_sub = pd.read_csv(out / "submission.csv", dtype={"recording_id": str})
+    assert sorted(ens_sub.recording_id) == sorted(sub.recording_id)
+    assert "ensemble/pair" in (work / "exp" / "rfcx" / "RESULTS.md").read_text()

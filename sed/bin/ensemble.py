@@ -10,9 +10,11 @@ Writes oof.csv, test.csv, submission.csv, weights.json, config.yaml and results.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+from pathlib import Path
 
 from sed.bin.common import setup_logging
 from sed.config import ConfigError
@@ -30,6 +32,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--datadir", default="data/rfcx", help="manifests of stage 0")
     p.add_argument("--outdir", required=True, help="output folder, e.g. exp/rfcx/ensemble/<name>")
     p.add_argument(
+        "--root",
+        default=".",
+        help="folder that relative experiment paths of the YAML start from (run.sh's --workdir)",
+    )
+    p.add_argument(
         "--recipe", default=None, help="recipe name for results.json (default: from --outdir)"
     )
     return p
@@ -43,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    conf = dataclasses.replace(
+        conf,
+        experiments=[
+            dataclasses.replace(m, path=Path(args.root) / m.path) if not m.path.is_absolute() else m
+            for m in conf.experiments
+        ],
+    )
+    missing = [str(m.infer_dir) for m in conf.experiments if not (m.infer_dir / "oof.csv").exists()]
+    if missing:
+        print(f"{args.conf}: no stage-3 predictions in {', '.join(missing)}", file=sys.stderr)
+        return 1
     corpus = Corpus.load(args.datadir)
     summary = run_ensemble(conf, corpus, args.outdir, args.recipe)
     log.info("ensemble of %d experiments written to %s", len(conf.experiments), args.outdir)
