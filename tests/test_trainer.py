@@ -210,3 +210,23 @@ def test_waveform_model_trains_with_waveform_augmentation(
     cfg, sources = config(aug)  # a feature model cannot take waveform augmentations
     with pytest.raises(ConfigError, match="frontend"):
         train_fold(cfg, 0, corpus, dump, tmp_path / "x", sources, progress=False)
+
+
+def test_center_loss_run_writes_embeddings_and_hparams(
+    prepared: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, dump = prepared
+    cfg, sources = config(
+        "train.max_steps=2 train.eval_every_steps=2",
+        "loss.aux=[{name: center, weight: 0.01, params: {lr: 0.5}}]",
+    )
+    train_fold(cfg, 0, Corpus.load(data), dump, tmp_path, sources, progress=False)
+    tb_dir = tmp_path / "fold0" / "tb"
+    assert (tb_dir / "projector_config.pbtxt").exists()
+    meta = next(tb_dir.glob("**/metadata.tsv")).read_text().split("\n")
+    assert any(line and line != "none" for line in meta)  # windows labelled with their classes
+    acc = tb(tb_dir)
+    assert "train/loss_center" in acc.Tags()["scalars"]
+    # the HPARAMS tab: the config summary and the final metrics in the same run folder
+    assert acc.PluginTagToContent("hparams")
+    assert "hparam/best_lwlrap" in acc.Tags()["scalars"]
