@@ -144,6 +144,7 @@ class TrainConf:
     # phase 2 (seed 001): fine-tune this many more steps from best.pt without augmentation
     additional_steps: int = 0
     figures: bool = True  # TensorBoard figures at each evaluation
+    sync_batchnorm: bool = True  # DDP on CUDA: BatchNorm statistics over the global batch
 
 
 @dataclass

@@ -159,6 +159,10 @@ class Trainer:
         self.dist = dist_info or DistInfo()
         self.device = local_device(resolve_device(conf.device), self.dist)
         self.amp_dtype = resolve_amp(conf.amp, self.device)
+        if self.dist.enabled and self.device.type == "cuda" and conf.sync_batchnorm:
+            # batch statistics over the global batch, as one GPU would compute them; the
+            # converted layers keep the same Parameters, so the optimizer still holds them
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         self.net: nn.Module = _TrainForward(self.model)
         if self.dist.enabled:
