@@ -6,7 +6,7 @@ else a synthetic one), a 10-minute and a ``--hours`` long synthetic FLAC (genera
 temporary folder), with the torch and onnx backends and 1 and 2 threads. The model is
 ``efficientnet_att`` b0 of conf/eff/base.yaml (128 mels, 48 kHz, hop 512, random weights) with
 10 s windows and the config's 8 s hop. Each configuration runs in a fresh subprocess, so peak
-resident memory (``ru_maxrss`` of the child) is per run.
+resident memory (the child's own ``VmHWM``) is per run.
 
 Prints one JSON object: per run ``audio_s``, ``wall_s`` (whole command, process start included),
 ``infer_s`` (files only), ``x_realtime`` (audio_s / infer_s) and ``peak_rss_mb``.
@@ -71,6 +71,14 @@ def make_experiment(root: Path) -> Path:
     return expdir
 
 
+def _vm_hwm_kb() -> int:
+    """Peak resident memory of this process in KiB (``VmHWM`` of /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def child(args: argparse.Namespace) -> None:
     """One measured run (in its own process): sed infer on one file, prints a JSON line."""
     from sed.bin import infer_files
@@ -91,6 +99,9 @@ def child(args: argparse.Namespace) -> None:
                 "audio_s": summary["audio_seconds"],
                 "infer_s": summary["elapsed_seconds"],
                 "in_process_s": round(time.perf_counter() - start, 2),
+                # VmHWM is this process's own peak RSS; ru_maxrss of a child would start from
+                # the parent's peak at fork (Linux copies it), hiding the child's own figure
+                "peak_rss_mb": round(_vm_hwm_kb() / 1024, 1),
             }
         )
     )
@@ -103,9 +114,7 @@ def measure(model: str, file: Path, threads: int, outdir: Path, batch_size: int)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     out = proc.stdout.read() if proc.stdout else b""
-    # wait4 reports the resources of that one child: its own peak RSS
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = proc.wait()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with status {proc.returncode}")
@@ -115,7 +124,7 @@ def measure(model: str, file: Path, threads: int, outdir: Path, batch_size: int)
         "wall_s": round(wall, 2),
         "infer_s": res["infer_s"],
         "x_realtime": round(res["audio_s"] / res["infer_s"], 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": res["peak_rss_mb"],
     }
 
 
