@@ -86,10 +86,12 @@ def child(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     argv = [args.model, args.file, "--outdir", args.outdir, "--threads", str(args.threads[0])]
     argv += ["--no_progress", "--batch_size", str(args.batch_size)]
+    if args.hop_seconds:
+        argv += ["--hop_seconds", str(args.hop_seconds)]
     if args.model.endswith(".onnx"):
         argv += ["--backend", "onnx"]
     else:
-        argv += ["--device", "cpu"]
+        argv += ["--device", "cpu", "--amp", args.amp]
     rc = infer_files.main(argv)
     summary = json.loads((Path(args.outdir) / "summary.json").read_text())
     print(
@@ -107,9 +109,18 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
-def measure(model: str, file: Path, threads: int, outdir: Path, batch_size: int) -> dict:
+def measure(
+    model: str,
+    file: Path,
+    threads: int,
+    outdir: Path,
+    batch_size: int,
+    amp: str = "off",
+    hop_seconds: float | None = None,
+) -> dict:
     cmd = [sys.executable, __file__, "--child", "--model", model, "--file", str(file)]
     cmd += ["--threads", str(threads), "--outdir", str(outdir), "--batch_size", str(batch_size)]
+    cmd += ["--amp", amp] + (["--hop_seconds", str(hop_seconds)] if hop_seconds else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
@@ -132,8 +143,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", type=float, default=10.0, help="length of the long synthetic file")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--backends", nargs="+", default=["torch", "onnx"])
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch", "torch-bf16", "onnx"],
+        help="torch (fp32), torch-bf16 (bf16 autocast: AMX / AVX512-BF16 CPUs), onnx",
+    )
     p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument(
+        "--hop_seconds", type=float, default=None, help="window hop (default: the config's 8 s)"
+    )
+    p.add_argument("--amp", default="off", help=argparse.SUPPRESS)
+    p.add_argument("--only", nargs="+", default=None, help="files to run: 120s 10min <N>h")
     p.add_argument("--workdir", default=None, help="keep generated files here (default: temp)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -161,20 +182,32 @@ def main() -> None:
             write_flac(files["10min"], 600, seed=1)
         long_name = f"{args.hours:g}h"
         files[long_name] = work / f"{long_name}.flac"
-        if not files[long_name].exists():
+        if not files[long_name].exists() and (not args.only or long_name in args.only):
             write_flac(files[long_name], args.hours * 3600, seed=2)
-        models = {"torch": str(expdir), "onnx": str(onnx_path)}
+        models = {"torch": str(expdir), "torch-bf16": str(expdir), "onnx": str(onnx_path)}
         runs = []
         for name, file in files.items():
+            if args.only and name not in args.only:
+                continue
             for backend in args.backends:
                 for threads in args.threads:
-                    r = measure(models[backend], file, threads, work / "out", args.batch_size)
+                    amp = "bf16" if backend == "torch-bf16" else "off"
+                    r = measure(
+                        models[backend],
+                        file,
+                        threads,
+                        work / "out",
+                        args.batch_size,
+                        amp,
+                        args.hop_seconds,
+                    )
                     runs.append({"file": name, "backend": backend, "threads": threads, **r})
                     print(json.dumps(runs[-1]), file=sys.stderr)
         print(
             json.dumps(
                 {
-                    "model": "efficientnet_att b0 128 mels 48 kHz hop 512, windows 10 s, hop 8 s",
+                    "model": "efficientnet_att b0 128 mels 48 kHz hop 512, windows 10 s, "
+                    f"hop {args.hop_seconds or 8:g} s",
                     "batch_size": args.batch_size,
                     "cpus": os.cpu_count(),
                     "load_avg_at_end": os.getloadavg(),
