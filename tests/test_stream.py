@@ -252,3 +252,30 @@ def test_unreadable_and_empty_files_raise_audio_error(tmp_path: Path) -> None:
     sf.write(empty, np.zeros(0, np.float32), SR)
     with pytest.raises(AudioError, match="no audio"):
         p.predict_file(empty)
+
+
+def test_a_ten_minute_file_streams_through(tmp_path: Path) -> None:
+    """A 10-minute 48 kHz FLAC streamed in 30 s blocks: every frame is scored, and the scores of
+    a stretch in the middle equal those of that stretch predicted on its own (the memory bound
+    itself is measured by bench/infer_speed.py, not here)."""
+    path = tmp_path / "ten_minutes.flac"
+    sr = 48000
+    with sf.SoundFile(path, "w", sr, 1, subtype="PCM_16", format="FLAC") as f:
+        for k in range(20):  # written 30 s at a time: the test itself stays small too
+            f.write(noise(30.0, sr, seed=k))
+    p = predictor(
+        EnergyModel(), window_seconds=10.0, hop_seconds=10.0, batch_size=8, block_seconds=30.0
+    )
+    res = p.predict_file(path)
+    n_frames = 600 * SR // HOP + 1
+    assert res.duration == pytest.approx(600.0, abs=1e-3)
+    assert res.frame.shape == (n_frames // 4, 2)
+    assert res.window_clip.shape[0] == len(window_starts(n_frames, p.window, p.hop, 4))
+    # the model's frame score is the mean log-mel: finite and varying over the whole file
+    assert np.isfinite(res.frame).all() and res.frame[:, 0].std() > 0
+    # a window-aligned stretch in the middle, predicted alone, gives the same scores there
+    wave, _ = load_audio(path, SR)
+    a, b = 300 * SR, 320 * SR
+    _, part = whole_file(EnergyModel(), wave[a:b], p)
+    inner = slice(a // HOP // 4 + 1, a // HOP // 4 + len(part) - 1)
+    np.testing.assert_allclose(res.frame[inner], part[1:-1], atol=1e-4)
