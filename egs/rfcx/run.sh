@@ -4,9 +4,9 @@
 #   egs/rfcx/run.sh --datadir /data/rfcx-species-audio-detection
 # under `sbatch egs/rfcx/run.sh`, Slurm runs a copy of this script from its spool folder
 if [[ -n "${SLURM_JOB_ID:-}" && ! -f "$(dirname "${BASH_SOURCE[0]}")/recipe.yaml" ]]; then
-  cd "${SLURM_SUBMIT_DIR}"
-  [[ -f run.sh ]] || cd ../..  # submitted from egs/rfcx
+  cd "${SLURM_SUBMIT_DIR}" || exit 1
+  [[ -f run.sh ]] || cd ../.. || exit 1  # submitted from egs/rfcx
 else
-  cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+  cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 fi
 exec ./run.sh --recipe rfcx "$@"
