@@ -21,8 +21,8 @@ __all__ = ["per_class_ap", "recording_figure", "score_distribution_figure", "sel
 _BINS = 20
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
+def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)  # attaches itself as fig.canvas
     return fig
 
@@ -220,7 +220,13 @@ def score_distribution_figure(
 
     ncols = min(6, max(1, len(shown)))
     nrows = max(1, math.ceil(len(shown) / ncols))
-    fig = _new_figure(2.2 * ncols + 0.5, 1.8 * nrows + 0.8)
+    # a fixed grid: the constrained layout engine took over half the rendering time of the
+    # trainer's figures (about 1.8 s of 3.2 s at 24 classes), at every evaluation
+    height = 1.8 * nrows + 0.8
+    fig = _new_figure(2.2 * ncols + 0.5, height, layout=None)
+    fig.subplots_adjust(
+        left=0.06, right=0.98, bottom=0.5 / height, top=1 - 0.6 / height, wspace=0.3, hspace=0.7
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True).ravel()
     for ax in axes[len(shown) :]:
         fig.delaxes(ax)  # so len(fig.axes) is the number of classes shown
