@@ -98,3 +98,38 @@ def test_bad_params_raise() -> None:
         build_model("cnn14_att", 3, 32, {"widths": [4, 8], "time_pools": [2]})
     with pytest.raises(ConfigError, match="clip_pooling"):
         build_model("cnn14_att", 3, 32, {"widths": [4], "clip_pooling": "sum"})
+
+
+def test_registry_imports_only_the_needed_module() -> None:
+    """Building one model imports its own file only: timm and torchvision stay unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sed.models import TINY, build_model\n"
+        "build_model('efficientnet_att', 3, 32, TINY['efficientnet_att'])\n"
+        "assert 'timm' not in sys.modules and 'torchvision' not in sys.modules, 'eager import'\n"
+        "from sed.models import MODELS\n"
+        "assert 'timm_sed' in sorted(MODELS) and 'timm' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_model_registered_outside_the_package() -> None:
+    from torch import nn
+
+    from sed.models import register_model
+
+    @register_model("outside_test_model", tiny={})
+    class Outside(nn.Module):
+        def __init__(self, n_classes: int, n_mels: int) -> None:
+            super().__init__()
+            self.n_classes = n_classes
+
+    try:
+        assert "outside_test_model" in MODELS
+        assert isinstance(build_model("outside_test_model", 4, 8), Outside)
+    finally:
+        del MODELS["outside_test_model"], TINY["outside_test_model"]
