@@ -3,9 +3,12 @@
 Decode -> resample -> log-mel -> model -> outputs (clip, window and frame tables, detections,
 Raven tables) for a 120 s 48 kHz FLAC (the real soundscape of /work/shared/realdata when present,
 else a synthetic one), a 10-minute and a ``--hours`` long synthetic FLAC (generated once into a
-temporary folder), with the torch and onnx backends and 1 and 2 threads. The model is
+temporary folder), with the torch (float32, bf16) and onnx (float32, int8) backends and 1 and
+2 threads. The model is
 ``efficientnet_att`` b0 of conf/eff/base.yaml (128 mels, 48 kHz, hop 512, random weights) with
-10 s windows and the config's 8 s hop. Each configuration runs in a fresh subprocess, so peak
+10 s windows and the config's 8 s hop, batches of ``sed infer``'s default on the CPU
+(``infer.cpu_batch_size``) unless ``--batch_size`` is given; the int8 model is calibrated on 64
+windows of the 10-minute file. Each configuration runs in a fresh subprocess, so peak
 resident memory (the child's own ``VmHWM``) is per run.
 
 Prints one JSON object: per run ``audio_s``, ``wall_s`` (whole command, process start included),
@@ -85,7 +88,9 @@ def child(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     argv = [args.model, args.file, "--outdir", args.outdir, "--threads", str(args.threads[0])]
-    argv += ["--no_progress", "--batch_size", str(args.batch_size)]
+    argv += ["--no_progress"]
+    if args.batch_size:
+        argv += ["--batch_size", str(args.batch_size)]
     if args.hop_seconds:
         argv += ["--hop_seconds", str(args.hop_seconds)]
     if args.model.endswith(".onnx"):
@@ -114,12 +119,13 @@ def measure(
     file: Path,
     threads: int,
     outdir: Path,
-    batch_size: int,
+    batch_size: int | None,
     amp: str = "off",
     hop_seconds: float | None = None,
 ) -> dict:
     cmd = [sys.executable, __file__, "--child", "--model", model, "--file", str(file)]
-    cmd += ["--threads", str(threads), "--outdir", str(outdir), "--batch_size", str(batch_size)]
+    cmd += ["--threads", str(threads), "--outdir", str(outdir)]
+    cmd += ["--batch_size", str(batch_size)] if batch_size else []
     cmd += ["--amp", amp] + (["--hop_seconds", str(hop_seconds)] if hop_seconds else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     start = time.perf_counter()
@@ -146,10 +152,13 @@ def main() -> None:
     p.add_argument(
         "--backends",
         nargs="+",
-        default=["torch", "torch-bf16", "onnx"],
-        help="torch (fp32), torch-bf16 (bf16 autocast: AMX / AVX512-BF16 CPUs), onnx",
+        default=["torch", "torch-bf16", "onnx", "onnx-int8"],
+        help="torch (fp32), torch-bf16 (bf16 autocast: AMX / AVX512-BF16 CPUs), onnx (fp32), "
+        "onnx-int8 (static int8, AVX512-VNNI CPUs)",
     )
-    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument(
+        "--batch_size", type=int, default=None, help="default: sed infer's (infer.cpu_batch_size)"
+    )
     p.add_argument(
         "--hop_seconds", type=float, default=None, help="window hop (default: the config's 8 s)"
     )
@@ -180,11 +189,24 @@ def main() -> None:
         files["10min"] = work / "10min.flac"
         if not files["10min"].exists():
             write_flac(files["10min"], 600, seed=1)
+        int8_path = work / "eff_b0_int8.onnx"
+        if "onnx-int8" in args.backends and not int8_path.exists():
+            from sed.bin import export
+
+            argv = ["--expdir", str(expdir), "--fold", "0", "--out", str(int8_path), "--int8"]
+            with contextlib.redirect_stdout(sys.stderr):
+                rc = export.main([*argv, "--calibration", str(files["10min"])])
+            assert rc == 0, "int8 export failed"
         long_name = f"{args.hours:g}h"
         files[long_name] = work / f"{long_name}.flac"
         if not files[long_name].exists() and (not args.only or long_name in args.only):
             write_flac(files[long_name], args.hours * 3600, seed=2)
-        models = {"torch": str(expdir), "torch-bf16": str(expdir), "onnx": str(onnx_path)}
+        models = {
+            "torch": str(expdir),
+            "torch-bf16": str(expdir),
+            "onnx": str(onnx_path),
+            "onnx-int8": str(int8_path),
+        }
         runs = []
         for name, file in files.items():
             if args.only and name not in args.only:
@@ -208,7 +230,7 @@ def main() -> None:
                 {
                     "model": "efficientnet_att b0 128 mels 48 kHz hop 512, windows 10 s, "
                     f"hop {args.hop_seconds or 8:g} s",
-                    "batch_size": args.batch_size,
+                    "batch_size": args.batch_size or "sed infer's default (infer.cpu_batch_size)",
                     "cpus": os.cpu_count(),
                     "load_avg_at_end": os.getloadavg(),
                     "runs": runs,

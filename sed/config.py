@@ -151,7 +151,10 @@ class TrainConf:
 class InferConf:
     window_seconds: float | None = None  # None: data.crop_seconds
     hop_seconds: float | None = None  # None: half a window
-    batch_size: int = 16
+    batch_size: int = 16  # windows per forward on CUDA
+    # windows per forward on CPU: small batches keep a CNN's activations in cache (EfficientNet-b0,
+    # 128 mels, 10 s windows: 1.3-2x faster end to end at 1-4 than at 16; bench/infer_speed.py)
+    cpu_batch_size: int = 4
     checkpoint: str = "best"  # best | last | step<N>
     frame_combine: str = "max"  # how overlapping windows combine frame scores: max | mean
     clip_score: str = "clip"  # recording score: clip (max over windows) | frame_max (max over time)

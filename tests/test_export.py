@@ -118,3 +118,59 @@ def test_foreign_onnx_file_is_refused(tmp_path: Path, capsys) -> None:
         load_onnx(path)
     assert sed_main(["infer", str(path), str(tmp_path), "--outdir", str(tmp_path / "o")]) == 1
     assert "sed export" in capsys.readouterr().err
+
+
+def test_int8_export_scores_like_torch(setup: dict[str, Path], tmp_path: Path, capsys) -> None:
+    import onnx
+
+    out = tmp_path / "int8.onnx"
+    argv = ["export", "--expdir", str(setup["expdir"]), "--fold", "1", "--out", str(out)]
+    argv += ["--int8", "--calibration", str(setup["audio"]), "--calibration_windows", "8"]
+    assert sed_main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    # 2 s windows, up to 4 per file: a (6.4 s) 3 whole + 1 padded, b (2.9 s) 1 + 1 padded
+    assert report["calibration_windows"] == 6
+    assert 0 < report["int8_max_prob_diff"] <= 0.05  # quantised (not equal), yet close
+    graph = onnx.load(str(out)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8) >= 10  # the convolution weights
+    assert read_metadata(out)["sed.precision"] == "int8"
+    assert read_metadata(setup["plain"])["sed.precision"] == "float32"
+    # sed infer runs it; clip scores stay near torch's
+    res = tmp_path / "res"
+    assert sed_main(["infer", str(out), str(setup["audio"]), "--outdir", str(res),
+                     "--no_progress"]) == 0  # fmt: skip
+    ref = load_experiment(setup["expdir"], "best", folds=[1])
+    got = pd.read_csv(res / "clip_scores.csv").set_index("recording_id")
+    assert list(got.index) == ["a", "b"]
+    torch_out = tmp_path / "torch"
+    assert sed_main(["infer", str(setup["expdir"]), "--folds", "1", str(setup["audio"]),
+                     "--outdir", str(torch_out), "--no_progress"]) == 0  # fmt: skip
+    want = pd.read_csv(torch_out / "clip_scores.csv").set_index("recording_id")
+    np.testing.assert_allclose(got[CLASSES].to_numpy(), want[CLASSES].to_numpy(), atol=0.05)
+    assert ref.classes == CLASSES
+
+
+def test_int8_needs_calibration(setup: dict[str, Path], tmp_path: Path, capsys) -> None:
+    argv = ["export", "--expdir", str(setup["expdir"]), "--fold", "1"]
+    with pytest.raises(SystemExit) as e:
+        sed_main([*argv, "--out", str(tmp_path / "q.onnx"), "--int8"])
+    assert e.value.code == 2 and "--calibration" in capsys.readouterr().err
+    assert not (tmp_path / "q.onnx").exists()
+    missing = str(tmp_path / "nowhere")
+    assert sed_main([*argv, "--out", str(tmp_path / "q.onnx"), "--int8", "--calibration",
+                     missing]) == 1  # fmt: skip
+    assert "no calibration audio" in capsys.readouterr().err
+
+
+def test_cpu_batch_size_is_the_default_off_cuda(setup: dict[str, Path]) -> None:
+    # the experiment's config: batch_size 4 (tiny_config), cpu_batch_size left at its default
+    from sed.config import InferConf
+
+    default = InferConf().cpu_batch_size
+    assert json.loads(read_metadata(setup["plain"])["sed.infer"])["cpu_batch_size"] == default
+    assert load_onnx(setup["plain"]).predictor().batch_size == default
+    assert load_experiment(setup["expdir"], "best", device="cpu").predictor().batch_size == default
+    assert load_experiment(setup["expdir"], "best").predictor(batch_size=3).batch_size == 3

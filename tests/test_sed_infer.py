@@ -38,7 +38,7 @@ def tiny_config() -> Config:
     cfg.model.params = {**TINY["efficientnet_att"], "activity_head": True}
     cfg.data.crop_seconds = 2.0
     cfg.infer.hop_seconds = 1.0
-    cfg.infer.batch_size = 4
+    cfg.infer.batch_size = 5
     return cfg
 
 

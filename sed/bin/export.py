@@ -3,12 +3,15 @@
 Usage::
 
     sed export --expdir exp/rfcx/eff/v022 --fold 0 --out v022_fold0.onnx [--with-frontend]
+    sed export --expdir exp/rfcx/eff/v022 --fold 0 --out v022_int8.onnx --int8 \
+        --calibration data/rfcx/test/   # int8 weights and activations, calibrated on recordings
 
 The graph maps log-mel features ``feats (B, n_mels, T)`` (dynamic batch and time) to
 ``clip_logits``, ``frame_logits`` (and ``activity_logits``); its metadata holds the classes, the
 feature settings and the experiment's inference settings. ``--with-frontend`` also stores the
 log-mel front end as a graph (see :mod:`sed.infer.onnx_backend`). The export is checked against
-torch on a test input and the largest difference is printed.
+torch on a test input and the largest difference is printed; an int8 export is checked on the
+probabilities of its calibration windows.
 """
 
 from __future__ import annotations
@@ -46,11 +49,37 @@ def get_parser() -> argparse.ArgumentParser:
         default=1e-4,
         help="fail when onnxruntime and torch logits differ by more",
     )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantise to int8 (static, per-channel weights; needs --calibration): about 1.5x "
+        "faster on CPUs with AVX512-VNNI, a quarter of the size",
+    )
+    p.add_argument(
+        "--calibration",
+        nargs="+",
+        default=None,
+        metavar="AUDIO",
+        help="audio files or folders whose windows calibrate the int8 activation ranges "
+        "(recordings like the ones you will score)",
+    )
+    p.add_argument(
+        "--calibration_windows", type=int, default=64, help="windows used for calibration"
+    )
+    p.add_argument(
+        "--int8_tolerance",
+        type=float,
+        default=0.05,
+        help="fail when int8 and torch probabilities differ by more on the calibration windows",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.int8 != bool(args.calibration):
+        parser.error("--int8 and --calibration go together")
     setup_logging()
     from sed.infer.experiment import load_fold_model
     from sed.infer.onnx_backend import export_onnx
@@ -63,9 +92,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sed export: {e}", file=sys.stderr)
         return 1
     meta = {"sed.expdir": args.expdir, "sed.fold": args.fold, "sed.checkpoint": args.checkpoint}
-    report = export_onnx(model, cfg, classes, args.out, args.with_frontend, meta)
+    calibration = None
+    if args.int8:
+        from sed.bin.infer_files import collect_files
+        from sed.infer.quantize import calibration_windows
+        from sed.infer.stream import AudioError, infer_windows
+
+        files, missing = collect_files(args.calibration)
+        if missing or not files:
+            print(
+                f"sed export: no calibration audio in {missing or args.calibration}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            calibration = calibration_windows(
+                [p for _, p in files], cfg.features, infer_windows(cfg)[0], args.calibration_windows
+            )
+        except AudioError as e:
+            print(f"sed export: calibration: {e}", file=sys.stderr)
+            return 1
+    report = export_onnx(model, cfg, classes, args.out, args.with_frontend, meta, calibration)
     print(json.dumps(report, indent=1))
-    if report["max_abs_diff"] > args.tolerance:
+    if args.int8:
+        if report["int8_max_prob_diff"] > args.int8_tolerance:
+            print(
+                f"sed export: int8 probabilities differ from torch by "
+                f"{report['int8_max_prob_diff']:.3f} > {args.int8_tolerance:g} on the "
+                "calibration windows",
+                file=sys.stderr,
+            )
+            return 1
+    elif report["max_abs_diff"] > args.tolerance:
         print(
             f"sed export: onnxruntime differs from torch by {report['max_abs_diff']:.2e} "
             f"> {args.tolerance:g}",

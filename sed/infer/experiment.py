@@ -150,7 +150,7 @@ def infer_experiment(
                 grid,
                 window,
                 hop,
-                cfg.infer.batch_size,
+                cfg.infer.batch_size if dev.type == "cuda" else cfg.infer.cpu_batch_size,
                 dev,
                 amp,
                 cfg.infer.frame_combine,

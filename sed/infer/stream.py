@@ -696,7 +696,7 @@ def load_experiment(
         classes=classes0,
         window_seconds=window,
         hop_seconds=hop,
-        batch_size=cfg0.infer.batch_size,
+        batch_size=cfg0.infer.batch_size if device.type == "cuda" else cfg0.infer.cpu_batch_size,
         frame_combine=cfg0.infer.frame_combine,
         clip_score=cfg0.infer.clip_score,
         source=f"{expdir} ({checkpoint}.pt, folds {','.join(map(str, folds))})",
