@@ -37,7 +37,7 @@ conf=conf/cnn/demo.yaml   # experiment config (conf/<family>/<version>.yaml)
 conf_override=""          # dotted config overrides, e.g. "train.max_steps=200 optim.lr=1e-3"
 datadir=""                # raw corpus in the recipe's layout (empty: generate the synthetic one)
 fold=all                  # fold to train / infer: all or an index k
-nj=2                      # parallel jobs for data preparation and feature extraction
+nj=2                      # parallel jobs for data preparation, feature extraction and inference
 ngpu=""                   # GPUs for training: 0 forces CPU, N >= 1 CUDA GPUs (DDP); empty: train.device decides
 tag=""                    # suffix of the experiment folder: exp/<recipe>/<family>/<version>_<tag>
 checkpoint=best           # checkpoint used by stages 3-5: best | last | step<N>
@@ -56,7 +56,7 @@ Options (default in brackets):
   --conf_override <str>    dotted overrides, e.g. "train.max_steps=200 optim.lr=1e-3" ["${conf_override}"]
   --datadir <dir>          raw corpus (e.g. Kaggle's rfcx-species-audio-detection); empty: synthetic ["${datadir}"]
   --fold <k|all>           fold(s) to train and infer [${fold}]
-  --nj <n>                 parallel jobs for stages 0-1 [${nj}]
+  --nj <n>                 parallel jobs for stages 0-1 and 3 (stage 3: a JOB array over shares of the recordings) [${nj}]
   --ngpu <n>               GPUs for training: 0 CPU, 1 one GPU, N > 1 DDP over N GPUs per node (torchrun); empty: config's train.device (auto) ["${ngpu}"]
   --tag <str>              experiment folder suffix ["${tag}"]
   --checkpoint <name>      checkpoint for stages 3-5: best | last | step<N> [${checkpoint}]
@@ -236,9 +236,18 @@ if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
     log "predictions are complete; skipping"
   else
     rm -f "${expdir}/infer/${checkpoint}/.done"
-    ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" "${expdir}/infer/${checkpoint}/infer.log" \
-      python -m sed.bin.infer --expdir "${expdir}" --datadir "${manifests}" --dumpdir "${dumpdir}" \
-        --checkpoint "${checkpoint}"
+    infer_args=(--expdir "${expdir}" --datadir "${manifests}" --dumpdir "${dumpdir}" --checkpoint "${checkpoint}")
+    if [[ ${nj} -le 1 ]]; then
+      ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" "${expdir}/infer/${checkpoint}/infer.log" \
+        python -m sed.bin.infer "${infer_args[@]}"
+    else
+      # --nj jobs (a job array under Slurm), each over every nj-th recording, then one merge
+      threads=$(( $(nproc) / nj )); (( threads >= 1 )) || threads=1
+      ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" --num_threads "${threads}" --max_jobs_run "${nj}" \
+        "JOB=1:${nj}" "${expdir}/infer/${checkpoint}/infer.JOB.log" \
+        python -m sed.bin.infer "${infer_args[@]}" --part JOB --nparts "${nj}" --no_progress
+      python -m sed.bin.infer "${infer_args[@]}" --merge "${nj}"
+    fi
     touch "${expdir}/infer/${checkpoint}/.done"
   fi
 fi

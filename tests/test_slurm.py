@@ -117,7 +117,8 @@ def test_recipe_trains_the_folds_as_one_slurm_job_array(cluster: None, tmp_path:
     run_sh(*common, "--stop_stage", "1", env={"SED_CMD_BACKEND": "local"})
 
     slurm_env = {"SED_CMD_BACKEND": "slurm", "SED_SLURM_POLL": "1"}
-    proc = run_sh(*common, "--stage", "2", "--stop_stage", "3", env=slurm_env)
+    # --nj 2: stage 3 runs as a second array job, each task over half of the recordings
+    proc = run_sh(*common, "--stage", "2", "--stop_stage", "3", "--nj", "2", env=slurm_env)
     array = re.search(r"submitted array job (\d+) \(2 tasks: 0-1\)", proc.stdout)
     assert array, proc.stdout
     exp = work / "exp" / "rfcx" / "cnn" / "tiny"
@@ -137,19 +138,30 @@ def test_recipe_trains_the_folds_as_one_slurm_job_array(cluster: None, tmp_path:
     # the two folds trained at the same time (2 CPUs, one per task)
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans
 
-    infer_log = (exp / "infer" / "best" / "infer.log").read_text().splitlines()
-    infer_job = STARTED.match(infer_log[1])
-    assert infer_job and infer_job[3] is None and ENDED.match(infer_log[-1])[1] == "0"
+    infer_array = re.search(r"submitted array job (\d+) \(2 tasks: 1-2\)", proc.stdout)
+    assert infer_array and infer_array[1] != array[1], proc.stdout
+    infer_jobs = []
+    for j in (1, 2):
+        infer_log = (exp / "infer" / "best" / f"infer.{j}.log").read_text().splitlines()
+        infer_job = STARTED.match(infer_log[1])
+        assert infer_job and infer_job[3] == infer_array[1] and infer_job[4] == str(j)
+        assert ENDED.match(infer_log[-1])[1] == "0"
+        infer_jobs.append(infer_job[2])
     assert (exp / "infer" / "best" / ".done").exists()
+    # the merged predictions cover every recording
+    oof = (exp / "infer" / "best" / "oof.csv").read_text().splitlines()
+    test = (exp / "infer" / "best" / "test.csv").read_text().splitlines()
+    assert len(oof) == 1 + 8 and len(test) == 1 + 4
 
-    # Slurm's own record: both array tasks and the inference job completed
-    records = slurm_records([*task_jobs.values(), infer_job[2]])
+    # Slurm's own record: both array tasks and the inference tasks completed
+    records = slurm_records([*task_jobs.values(), *infer_jobs])
     for k, job in task_jobs.items():
         assert "COMPLETED" in records.get(job, ""), records
         if "ArrayTaskId=" in records[job]:  # jobcomp and scontrol name the array task
             assert f"ArrayJobId={array[1]}" in records[job]
             assert f"ArrayTaskId={k}" in records[job]
-    assert "COMPLETED" in records.get(infer_job[2], ""), records
+    for job in infer_jobs:
+        assert "COMPLETED" in records.get(job, ""), records
 
     # a second run submits nothing: the folds are done
     again = run_sh(*common, "--stage", "2", "--stop_stage", "2", env=slurm_env)

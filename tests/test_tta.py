@@ -92,3 +92,48 @@ def test_stage3_writes_views_and_stage5_scores_each(
         np.testing.assert_allclose(np.asarray(h5[rid]["clip"]), views.mean(0), atol=1e-6)
     result = score_experiment(tmp_path, corpus, "rfcx", "last")
     assert set(result["oof"]["per_view"]) == {"orig", "shift0.5"}
+
+
+def test_stage3_split_over_jobs_equals_one_job(
+    prepared: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    """--nparts 3 jobs + --merge write the same predictions as one job."""
+    import io
+
+    import pandas as pd
+
+    from sed.bin import infer
+
+    data, dump = prepared
+    corpus = Corpus.load(data)
+    cfg, sources = load_config(
+        ROOT / "conf/cnn/tiny.yaml", "train.max_steps=2 train.eval_every_steps=2"
+    )
+    for k in (0, 1):
+        train_fold(cfg, k, corpus, dump, tmp_path, sources, progress=False)
+    common = ["--expdir", str(tmp_path), "--datadir", str(data), "--dumpdir", str(dump)]
+    common += ["--checkpoint", "last", "--device", "cpu", "--no_progress"]
+    out = tmp_path / "infer" / "last"
+    assert infer.main(common) == 0
+    whole = {f: (out / f).read_bytes() for f in ("oof.csv", "test.csv", "oof_frame.csv")}
+    with h5py.File(out / "test.h5") as h5:
+        whole_test = {r: np.asarray(h5[r]["clip_folds"]) for r in h5}
+    for f in whole:
+        (out / f).unlink()
+    for j in (1, 2, 3):
+        assert infer.main([*common, "--part", str(j), "--nparts", "3"]) == 0
+    assert sorted(p.name for p in (out / "parts").iterdir()) == [f"part{j}.h5" for j in (1, 2, 3)]
+    with h5py.File(out / "parts" / "part2.h5") as h5:  # a share: every third recording
+        n_oof = len(h5["oof"])
+        assert 0 < n_oof < len(pd.read_csv(io.BytesIO(whole["oof.csv"])))
+    assert infer.main([*common, "--merge", "3"]) == 0
+    for f, content in whole.items():
+        assert (out / f).read_bytes() == content, f
+    with h5py.File(out / "test.h5") as h5:
+        assert set(h5) == set(whole_test)
+        for r, v in whole_test.items():
+            np.testing.assert_array_equal(np.asarray(h5[r]["clip_folds"]), v)
+    assert not list((out / "parts").iterdir())  # merged parts are removed
+    # a missing part is an error naming it
+    assert infer.main([*common, "--merge", "2"]) == 1
+    assert "part1.h5" in capsys.readouterr().err

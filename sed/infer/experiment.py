@@ -15,9 +15,12 @@ Writes into ``<expdir>/infer/<checkpoint>/``:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -93,32 +96,56 @@ def read_view(store: FeatureStore, rid: str, speed: float) -> np.ndarray:
     return store.read(rid, speed=speed)
 
 
-def infer_experiment(
+@dataclass
+class Predictions:
+    """Per-fold predictions of an experiment over (a share of) the recordings.
+
+    Attributes:
+        oof: ``{recording_id: {"clip" (C,), "frame" (T', C), "clip_views" (V, C)}}`` of the fold
+            that held the recording out.
+        oof_fold: that fold, per recording.
+        test: ``{recording_id: {fold: {"clip", "frame", "clip_views"}}}``.
+        attrs: classes, time_reduction, sample_rate, hop_length, checkpoint, views, folds.
+    """
+
+    oof: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    oof_fold: dict[str, int] = field(default_factory=dict)
+    test: dict[str, dict[int, dict[str, np.ndarray]]] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def share(ids: Sequence[str], part: int, nparts: int) -> set[str]:
+    """The recordings of job ``part`` (1-based) of ``nparts``: every nparts-th one, so that each
+    job gets train and test recordings alike."""
+    if not 1 <= part <= nparts:
+        raise ValueError(f"part must be in 1..{nparts}, got {part}")
+    return {r for i, r in enumerate(ids) if i % nparts == part - 1}
+
+
+def predict_experiment(
     expdir: str | Path,
     corpus: Corpus,
     dumpdir: str | Path,
     checkpoint: str = "best",
     device: str = "auto",
     progress: bool = True,
-) -> Path:
-    """Predict OOF (each train recording by the fold that held it out) and test (fold mean).
+    part: int = 1,
+    nparts: int = 1,
+) -> Predictions:
+    """Predict OOF (each train recording by the fold that held it out) and test (every fold).
 
-    Returns:
-        The output folder ``<expdir>/infer/<checkpoint>``.
+    Args:
+        part, nparts: predict only job ``part``'s share of the recordings (:func:`share`), for
+            stage 3 split over ``--nj`` jobs; :func:`merge_parts` joins the shares.
     """
     expdir = Path(expdir)
     dev = resolve_device(device)
     folds = sorted(int(p.name[4:]) for p in expdir.glob("fold*") if p.name[4:].isdigit())
     if not folds:
         raise FileNotFoundError(f"{expdir}: no fold folders; run stage 2 first")
-    outdir = expdir / "infer" / checkpoint
-    outdir.mkdir(parents=True, exist_ok=True)
     test_ids_all = corpus.ids("test")
-    oof: dict[str, dict[str, np.ndarray]] = {}
-    oof_fold: dict[str, int] = {}
-    test_clip: dict[str, list[np.ndarray]] = {}
-    test_frame: dict[str, list[np.ndarray]] = {}
-    test_views: dict[str, list[np.ndarray]] = {}
+    mine = share(corpus.ids("train") + test_ids_all, part, nparts)
+    pred = Predictions()
     views = [View()]
     store: FeatureStore | None = None
     classes: list[str] = []
@@ -136,12 +163,11 @@ def infer_experiment(
         window, hop = window_frames(cfg, grid)
         amp = resolve_amp(cfg.train.amp, dev)
         _, valid_ids = corpus.fold_ids(k)
-        valid_ids = [r for r in valid_ids if r in store.ids]
-        test_ids = [r for r in test_ids_all if r in store.ids]
+        valid_ids = [r for r in valid_ids if r in store.ids and r in mine]
+        test_ids = [r for r in test_ids_all if r in store.ids and r in mine]
         jobs = [("oof", r) for r in valid_ids] + [("test", r) for r in test_ids]
-        for kind, rid in progress_bar(
-            jobs, desc=f"stage 3: fold {k}", disable=not progress, unit="rec"
-        ):
+        desc = f"stage 3: fold {k}" + (f" (part {part}/{nparts})" if nparts > 1 else "")
+        for kind, rid in progress_bar(jobs, desc=desc, disable=not progress, unit="rec"):
             clips, frames = predict_views(
                 model,
                 functools.partial(read_view, store, rid),
@@ -159,27 +185,84 @@ def infer_experiment(
             if cfg.infer.clip_score == "frame_max" and frames.shape[1]:
                 clips = np.nan_to_num(np.nanmax(frames, axis=1), nan=0.0)
             clip, frame = combine_views(clips, frames)
+            arrays = {"clip": clip, "frame": frame, "clip_views": clips}
             if kind == "oof":
-                oof[rid] = {"clip": clip, "frame": frame, "clip_views": clips}
-                oof_fold[rid] = k
+                pred.oof[rid] = arrays
+                pred.oof_fold[rid] = k
             else:
-                test_clip.setdefault(rid, []).append(clip)
-                test_frame.setdefault(rid, []).append(frame)
-                test_views.setdefault(rid, []).append(clips)
+                pred.test.setdefault(rid, {})[k] = arrays
     assert store is not None
-    grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
-    attrs = {
+    pred.attrs = {
         "classes": classes,
         "time_reduction": reduction,
-        "sample_rate": grid.sample_rate,
-        "hop_length": grid.hop_length,
+        "sample_rate": int(store.features["sample_rate"]),
+        "hop_length": int(store.features["hop_length"]),
         "checkpoint": checkpoint,
         "views": [v.name for v in views],
+        "folds": folds,
     }
+    return pred
+
+
+def save_part(pred: Predictions, path: str | Path) -> None:
+    """Write one job's share (``infer/<checkpoint>/parts/part<J>.h5``) for :func:`merge_parts`."""
+    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["attrs"] = json.dumps(pred.attrs)
+        for rid, arrays in pred.oof.items():
+            g = h5.create_group(f"oof/{rid}")
+            g.attrs["fold"] = pred.oof_fold[rid]
+            for name, arr in arrays.items():
+                g.create_dataset(name, data=arr)
+        for rid, per_fold in pred.test.items():
+            for k, arrays in per_fold.items():
+                g = h5.create_group(f"test/{rid}/{k}")
+                for name, arr in arrays.items():
+                    g.create_dataset(name, data=arr)
+
+
+def merge_parts(paths: Sequence[str | Path]) -> Predictions:
+    """Join the shares written by :func:`save_part`; they must come from the same experiment
+    settings and hold each recording once.
+
+    Raises:
+        ValueError: shares of different settings, or a recording in two shares.
+    """
+    pred = Predictions()
+    for path in paths:
+        with h5py.File(path, "r") as h5:
+            attrs = json.loads(h5.attrs["attrs"])
+            if pred.attrs and attrs != pred.attrs:
+                raise ValueError(f"{path}: predicted with other settings than {paths[0]}")
+            pred.attrs = attrs
+            for rid, g in h5.get("oof", {}).items():
+                if rid in pred.oof:
+                    raise ValueError(f"{path}: recording {rid} is in two parts")
+                pred.oof[rid] = {name: d[()] for name, d in g.items()}
+                pred.oof_fold[rid] = int(g.attrs["fold"])
+            for rid, g in h5.get("test", {}).items():
+                if rid in pred.test:
+                    raise ValueError(f"{path}: recording {rid} is in two parts")
+                pred.test[rid] = {
+                    int(k): {name: d[()] for name, d in gk.items()} for k, gk in g.items()
+                }
+    if not pred.attrs:
+        raise ValueError("no parts to merge")
+    return pred
+
+
+def write_predictions(pred: Predictions, corpus: Corpus, outdir: str | Path) -> Path:
+    """Write the stage-3 outputs of the module docstring into ``outdir``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    attrs = dict(pred.attrs)
+    classes = list(attrs["classes"])
+    reduction = int(attrs["time_reduction"])
+    grid = FrameGrid(int(attrs["sample_rate"]), int(attrs["hop_length"]))
+    oof = pred.oof
     oof_ids = [r for r in corpus.ids("train") if r in oof]
-    _write_h5(outdir / "oof.h5", {r: oof[r] for r in oof_ids}, attrs | {"folds": folds})
+    _write_h5(outdir / "oof.h5", {r: oof[r] for r in oof_ids}, attrs)
     oof_df = pd.DataFrame([oof[r]["clip"] for r in oof_ids], columns=classes)
-    oof_df.insert(0, "fold", [oof_fold[r] for r in oof_ids])
+    oof_df.insert(0, "fold", [pred.oof_fold[r] for r in oof_ids])
     oof_df.insert(0, "recording_id", oof_ids)
     write_csv(outdir / "oof.csv", oof_df, float_format="%.6f")
     frames = {r: oof[r]["frame"] for r in oof_ids}
@@ -189,17 +272,17 @@ def infer_experiment(
         float_format="%.6f",
     )
 
-    test_ids = [r for r in test_ids_all if r in test_clip]
-    test = {
-        r: {
-            "clip": np.mean(test_clip[r], axis=0),
-            "frame": np.mean(test_frame[r], axis=0),
-            "clip_folds": np.stack(test_clip[r]),
-            "clip_views": np.mean(test_views[r], axis=0),
+    test_ids = [r for r in corpus.ids("test") if r in pred.test]
+    test = {}
+    for r in test_ids:
+        per_fold = [pred.test[r][k] for k in sorted(pred.test[r])]
+        test[r] = {
+            "clip": np.mean([a["clip"] for a in per_fold], axis=0),
+            "frame": np.mean([a["frame"] for a in per_fold], axis=0),
+            "clip_folds": np.stack([a["clip"] for a in per_fold]),
+            "clip_views": np.mean([a["clip_views"] for a in per_fold], axis=0),
         }
-        for r in test_ids
-    }
-    _write_h5(outdir / "test.h5", test, attrs | {"folds": folds})
+    _write_h5(outdir / "test.h5", test, attrs)
     test_df = pd.DataFrame([test[r]["clip"] for r in test_ids], columns=classes)
     test_df.insert(0, "recording_id", test_ids)
     write_csv(outdir / "test.csv", test_df, float_format="%.6f")
@@ -216,3 +299,20 @@ def infer_experiment(
         outdir,
     )
     return outdir
+
+
+def infer_experiment(
+    expdir: str | Path,
+    corpus: Corpus,
+    dumpdir: str | Path,
+    checkpoint: str = "best",
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Predict OOF and test in one job and write the outputs.
+
+    Returns:
+        The output folder ``<expdir>/infer/<checkpoint>``.
+    """
+    pred = predict_experiment(expdir, corpus, dumpdir, checkpoint, device, progress)
+    return write_predictions(pred, corpus, Path(expdir) / "infer" / checkpoint)
