@@ -62,6 +62,8 @@ def test_every_family_has_a_tiny_config() -> None:
 @pytest.mark.parametrize("conf", TINY_CONFS)
 def test_tiny_config_runs_stages_2_to_5(prepared: tuple[Path, Path], conf: str) -> None:
     raw, work = prepared
+    # one family's stage 3 runs as two local inference tasks side by side, merged after
+    nj = "2" if conf == TINY_CONFS[0] else "1"
     # a few steps suffice to prove the path works; the configs' own lengths are for smoke runs
     run(
         "--datadir",
@@ -71,7 +73,7 @@ def test_tiny_config_runs_stages_2_to_5(prepared: tuple[Path, Path], conf: str) 
         "--workdir",
         str(work),
         "--nj",
-        "1",
+        nj,
         "--stage",
         "2",
         "--conf_override",
@@ -85,3 +87,6 @@ def test_tiny_config_runs_stages_2_to_5(prepared: tuple[Path, Path], conf: str) 
     assert list(sub.columns) == ["recording_id", "s0", "s1", "s2", "s3"] and len(sub) == 4
     for k in (0, 1):
         assert list((exp / f"fold{k}" / "tb").glob("events.out.tfevents.*"))
+    logs = sorted(p.name for p in (exp / "infer" / "best").glob("infer*.log"))
+    assert logs == (["infer.1.log", "infer.2.log"] if nj == "2" else ["infer.log"])
+    assert len(pd.read_csv(exp / "infer" / "best" / "oof.csv")) == 8

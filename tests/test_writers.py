@@ -244,3 +244,15 @@ def test_write_event_outputs_smooths_then_detects(tmp_path: Path) -> None:
     raven = pd.read_csv(tmp_path / "ev/raven/r1.Table.1.selections.txt", sep="\t")
     assert raven[["Low Freq (Hz)", "High Freq (Hz)"]].values.tolist() == [[1000.0, 2000.0]]
     assert (tmp_path / "ev/raven/r2.Table.1.selections.txt").is_file()
+
+
+def test_score_dataframe_equals_sed_scores_eval() -> None:
+    from sed_scores_eval.base_modules.scores import create_score_dataframe, validate_score_dataframe
+
+    ours = score_dataframe(_scores(), TS, CLASSES)
+    pd.testing.assert_frame_equal(ours, create_score_dataframe(_scores(), TS, CLASSES))
+    validate_score_dataframe(ours)
+    with pytest.raises(ValueError, match="scores must be"):
+        score_dataframe(_scores()[:, :1], TS, CLASSES)
+    with pytest.raises(ValueError, match="T \\+ 1"):
+        score_dataframe(_scores(), TS[:-1], CLASSES)

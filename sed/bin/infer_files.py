@@ -38,6 +38,7 @@ from sed.bin.common import setup_logging
 from sed.features.audio import AudioError
 from sed.fileio import write_csv, write_json
 from sed.infer.stream import LoadedModel, StreamResult, audio_info, load_experiment
+from sed.utils.memory import fix_mmap_threshold
 from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ class OutputWriter:
             write_score_tsv(
                 self.outdir / "scores" / f"{rid}.tsv",
                 score_dataframe(res.frame, timestamps, self.classes),
+                validate=False,  # score_dataframe checked the boundaries
             )
             frames = res.frame
             if self.median_frames > 1:
@@ -326,6 +328,8 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging()
+    # long recordings: keep batch activations out of glibc's fragmenting heap
+    fix_mmap_threshold()
     if args.threads:
         # the front end (and the torch backend) run in this process's torch thread pool
         torch.set_num_threads(args.threads)

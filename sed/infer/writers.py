@@ -71,14 +71,17 @@ def write_kaggle_submission(
 # --------------------------------------------------------------------------------------------------
 
 
-def write_score_tsv(path: str | Path, scores: pd.DataFrame) -> None:
+def write_score_tsv(path: str | Path, scores: pd.DataFrame, validate: bool = True) -> None:
     """Write one recording's score table (T rows: onset, offset, one column per class) as TSV.
 
     The table is validated first (contiguous frames of positive length, class columns after
-    onset/offset), so a file that ``sed_scores_eval`` would reject is never written. Floats are
-    written at full precision: the reader checks that each offset equals the next onset exactly.
+    onset/offset), so a file that ``sed_scores_eval`` would reject is never written; tables made
+    by :func:`sed.infer.events.score_dataframe` are valid by construction and may skip it
+    (``validate=False``: the validator's import costs a second). Floats are written at full
+    precision: the reader checks that each offset equals the next onset exactly.
     """
-    validate_score_dataframe(scores)
+    if validate:
+        validate_score_dataframe(scores)
     with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         scores.to_csv(f, sep="\t", index=False)
 
