@@ -38,7 +38,6 @@ from sed.bin.common import setup_logging
 from sed.features.audio import AudioError
 from sed.fileio import write_csv, write_json
 from sed.infer.stream import LoadedModel, StreamResult, audio_info, load_experiment
-from sed.utils.memory import fix_mmap_threshold
 from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -328,8 +327,6 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging()
-    # long recordings: keep batch activations out of glibc's fragmenting heap
-    fix_mmap_threshold()
     if args.threads:
         # the front end (and the torch backend) run in this process's torch thread pool
         torch.set_num_threads(args.threads)

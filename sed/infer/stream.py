@@ -40,6 +40,7 @@ from sed.features.audio import AudioError
 from sed.features.frontend import LogMel
 from sed.frames import FrameGrid, output_frame_times
 from sed.infer.sliding import autocast_context
+from sed.utils.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -547,6 +548,8 @@ class StreamingPredictor:
             while len(pending) >= self.batch_size or (last and pending):
                 run(pending[: self.batch_size])
                 pending = pending[self.batch_size :]
+            # without it a 10-hour file's peak memory grows with its length (heap fragments)
+            release_free_memory()
             block = nxt
         if stitch is None:
             raise AudioError("no audio samples")
