@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(write_predictions(merge_parts(paths), corpus, outdir))
         for p in paths:
             p.unlink()
+        if not any(parts.iterdir()):
+            parts.rmdir()
         return 0
     pred = predict_experiment(
         args.expdir,
