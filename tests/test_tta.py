@@ -134,6 +134,8 @@ def test_stage3_split_over_jobs_equals_one_job(
         for r, v in whole_test.items():
             np.testing.assert_array_equal(np.asarray(h5[r]["clip_folds"]), v)
     assert not (out / "parts").exists()  # merged parts are removed
+    with pytest.raises(SystemExit):  # a share without saying which one
+        infer.main([*common, "--nparts", "3"])
     # a missing part is an error naming it
     assert infer.main([*common, "--merge", "2"]) == 1
     assert "part1.h5" in capsys.readouterr().err

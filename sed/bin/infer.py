@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--part must be in 1..{args.nparts} (--nparts), got {args.part}")
     if args.merge is not None and args.part is not None:
         parser.error("--merge and --part exclude each other")
+    if args.nparts > 1 and args.part is None:
+        parser.error(f"--nparts {args.nparts} needs --part (which share this job predicts)")
     setup_logging()
     corpus = Corpus.load(args.datadir)
     outdir = Path(args.expdir) / "infer" / args.checkpoint
