@@ -95,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     calibration = None
     if args.int8:
         from sed.bin.infer_files import collect_files
+        from sed.features.frontend import LogMel
         from sed.infer.quantize import calibration_windows
-        from sed.infer.stream import AudioError, infer_windows
+        from sed.infer.stream import AudioError, StreamingPredictor, TorchScorer, infer_windows
 
         files, missing = collect_files(args.calibration)
         if missing or not files:
@@ -105,9 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+        f, window = cfg.features, infer_windows(cfg)[0]
+        # the windows inference will score, side by side (hop = window)
+        predictor = StreamingPredictor(
+            LogMel.from_config(f).eval(),
+            TorchScorer([model]),
+            f.sample_rate,
+            f.n_fft,
+            f.hop_length,
+            window,
+            window,
+        )
         try:
             calibration = calibration_windows(
-                [p for _, p in files], cfg.features, infer_windows(cfg)[0], args.calibration_windows
+                [p for _, p in files], predictor, args.calibration_windows
             )
         except AudioError as e:
             print(f"sed export: calibration: {e}", file=sys.stderr)

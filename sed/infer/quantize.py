@@ -11,35 +11,31 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from sed.config import FeaturesConf
-from sed.features.frontend import LogMel
-from sed.infer.stream import iter_audio_blocks
+from sed.infer.stream import StreamingPredictor, iter_audio_blocks
 
 log = logging.getLogger(__name__)
 
 
 def calibration_windows(
-    files: Sequence[str | Path],
-    features: FeaturesConf,
-    window_seconds: float,
-    max_windows: int = 64,
+    files: Sequence[str | Path], predictor: StreamingPredictor, max_windows: int = 64
 ) -> np.ndarray:
-    """Log-mel windows for calibration, taken evenly from the start of each file.
+    """Log-mel windows for calibration, the first ones of each file, exactly as ``predictor``
+    cuts them for inference (its front end, window length and hop).
 
     Args:
         files: audio files (any format and rate: resampled and downmixed like ``sed infer``).
-        features: the model's feature settings.
-        window_seconds: window length (the model's inference window).
+        predictor: the streaming predictor of the model (give it a hop of one window so that
+            calibration windows do not overlap).
         max_windows: windows in all; each file gives up to ``ceil(max_windows / len(files))``.
 
     Returns:
-        (N, n_mels, T) float32 features, N <= max_windows; files shorter than a window are padded.
+        (N, n_mels, T) float32 features, N <= max_windows.
 
     Raises:
         sed.infer.stream.AudioError: an unreadable file.
@@ -47,32 +43,16 @@ def calibration_windows(
     """
     if not files:
         raise ValueError("int8 calibration needs at least one audio file")
-    frontend = LogMel.from_config(features).eval()
     per_file = -(-max_windows // len(files))
-    n = int(round(window_seconds * features.sample_rate))
     out: list[np.ndarray] = []
     for path in files:
-        for wave in _windows(path, features.sample_rate, n, per_file):
-            with torch.no_grad():
-                out.append(frontend(torch.from_numpy(wave)).float().numpy())
-            if len(out) >= max_windows:
-                return np.stack(out)
-    return np.stack(out)
-
-
-def _windows(path: str | Path, sample_rate: int, n: int, k: int) -> Iterator[np.ndarray]:
-    """Up to k consecutive windows of n samples of a file (the last one zero-padded)."""
-    buf = np.zeros(0, np.float32)
-    given = 0
-    for block in iter_audio_blocks(path, sample_rate, block_seconds=n / sample_rate):
-        buf = np.concatenate([buf, block])
-        while len(buf) >= n and given < k:
-            yield buf[:n]
-            buf, given = buf[n:], given + 1
-        if given >= k:
-            return
-    if len(buf) and given < k:
-        yield np.pad(buf, (0, n - len(buf)))
+        blocks = iter_audio_blocks(path, predictor.grid.sample_rate, predictor.block_seconds)
+        # islice stops decoding once the file has given its share
+        windows = (w for batch in predictor.iter_windows(blocks) for _, w in batch)
+        out += islice(windows, min(per_file, max_windows - len(out)))
+        if len(out) >= max_windows:
+            break
+    return np.stack(out).astype(np.float32, copy=False)
 
 
 def quantize_int8(

@@ -502,6 +502,38 @@ class StreamingPredictor:
         blocks = (wave[i : i + n] for i in range(0, max(len(wave), 1), n))
         return self.predict_blocks(blocks, expected_samples=len(wave))
 
+    def iter_windows(
+        self,
+        blocks: Iterable[np.ndarray],
+        feats: FeatureStream | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Iterator[list[tuple[int, np.ndarray]]]:
+        """The log-mel windows the scorer sees, block by block.
+
+        Args:
+            blocks: consecutive mono blocks at the front end's rate (e.g. ``iter_audio_blocks``).
+            feats: the feature stream to use (its frame and sample counts stay readable).
+            progress: called with the seconds of audio of each block.
+
+        Yields:
+            For each block, the windows it completed: ``[(start frame, (n_mels, window))]``.
+        """
+        feats = feats or FeatureStream(self.frontend, self.n_fft, self.grid.hop_length)
+        windower = Windower(self.window, self.hop, self.reduction)
+        # the blocks are consumed one ahead, so the last one is known when it is pushed
+        it = iter(blocks)
+        block = next(it, None)
+        while block is not None:
+            nxt = next(it, None)
+            last = nxt is None
+            if progress is not None:
+                progress(len(block) / self.grid.sample_rate)
+            yield windower.push(feats.push(block, last=last), last=last)
+            # after the consumer scored the block: without it a 10-hour file's peak memory grows
+            # with its length (heap fragments)
+            release_free_memory()
+            block = nxt
+
     def predict_blocks(
         self,
         blocks: Iterable[np.ndarray],
@@ -510,7 +542,6 @@ class StreamingPredictor:
     ) -> StreamResult:
         """Predict a recording given as consecutive mono blocks at the front end's rate."""
         feats = FeatureStream(self.frontend, self.n_fft, self.grid.hop_length)
-        windower = Windower(self.window, self.hop, self.reduction)
         stitch: Stitcher | None = None
         act_stitch: Stitcher | None = None
         capacity = self.grid.n_frames(expected_samples) // self.reduction + 1
@@ -536,21 +567,13 @@ class StreamingPredictor:
                 starts.append(s)
                 clips.append(scores.clip[i])
 
-        # the blocks are consumed one ahead, so the last one is known when it is pushed
-        it = iter(blocks)
-        block = next(it, None)
-        while block is not None:
-            nxt = next(it, None)
-            last = nxt is None
-            if progress is not None:
-                progress(len(block) / self.grid.sample_rate)
-            pending += windower.push(feats.push(block, last=last), last=last)
-            while len(pending) >= self.batch_size or (last and pending):
+        for windows in self.iter_windows(blocks, feats, progress):
+            pending += windows
+            while len(pending) >= self.batch_size:
                 run(pending[: self.batch_size])
                 pending = pending[self.batch_size :]
-            # without it a 10-hour file's peak memory grows with its length (heap fragments)
-            release_free_memory()
-            block = nxt
+        if pending:
+            run(pending)
         if stitch is None:
             raise AudioError("no audio samples")
         n_out = feats.next_frame // self.reduction
