@@ -7,8 +7,8 @@ temporary folder), with the torch (float32, bf16) and onnx (float32, int8) backe
 2 threads. The model is
 ``efficientnet_att`` b0 of conf/eff/base.yaml (128 mels, 48 kHz, hop 512, random weights) with
 10 s windows and the config's 8 s hop, batches of ``sed infer``'s default on the CPU
-(``infer.cpu_batch_size``) unless ``--batch_size`` is given; the int8 model is calibrated on 64
-windows of the 10-minute file. Each configuration runs in a fresh subprocess, so peak
+(``infer.cpu_batch_size``) unless ``--batch_size`` is given; the int8 model is calibrated on the 61
+side-by-side windows of the 10-minute file. Each configuration runs in a fresh subprocess, so peak
 resident memory (the child's own ``VmHWM``) is per run.
 
 Prints one JSON object: per run ``audio_s``, ``wall_s`` (whole command, process start included),
