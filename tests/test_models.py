@@ -132,4 +132,4 @@ def test_model_registered_outside_the_package() -> None:
         assert "outside_test_model" in MODELS
         assert isinstance(build_model("outside_test_model", 4, 8), Outside)
     finally:
-        del MODELS["outside_test_model"], TINY["outside_test_model"]
+        MODELS.unregister("outside_test_model")

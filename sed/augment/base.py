@@ -8,7 +8,6 @@ a run is the same on CPU and CUDA and resumes exactly.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,6 +17,7 @@ import torch
 from scipy.special import betaincinv
 
 from sed.frames import FrameGrid
+from sed.registry import Registry
 
 # stages: "wave" (B, N) waveforms, "spec" (B, F, T) log-mel features, "mix" either (batch-level),
 # "time" waveforms or features, whichever stage the pipeline runs it at (see AugmentPipeline)
@@ -102,20 +102,25 @@ class Augmentation:
         return f"{type(self).__name__}({args})"
 
 
-AUGMENTATIONS: dict[str, type[Augmentation]] = {}
+AUGMENTATIONS: Registry[type[Augmentation]] = Registry("augmentation")
 
 
 def register_augment(name: str, stage: str):
-    """Class decorator adding an augmentation to :data:`AUGMENTATIONS` under ``name``."""
+    """Class decorator adding an augmentation to :data:`AUGMENTATIONS` under ``name``.
+
+    ``stage`` is kept as the class's ``stage`` (what the pipeline reads) and as the registry
+    attribute ``stage`` (``AUGMENTATIONS.attrs(name)["stage"]``).
+
+    Raises:
+        ValueError: an unknown ``stage``, or ``name`` already registered to another class.
+    """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got '{stage}'")
 
     def deco(cls: type[Augmentation]) -> type[Augmentation]:
-        if name in AUGMENTATIONS and AUGMENTATIONS[name] is not cls:
-            warnings.warn(f"augmentation '{name}' registered twice; the later wins", stacklevel=2)
+        AUGMENTATIONS.register(name, cls, stage=stage)
         cls.name = name
         cls.stage = stage
-        AUGMENTATIONS[name] = cls
         return cls
 
     return deco

@@ -222,14 +222,7 @@ def build_augment(
         if not isinstance(item, Mapping) or "name" not in item:
             raise ConfigError(f"{where}: '{at}' must be a mapping with a 'name', got {item!r}")
         name = item["name"]
-        if name not in AUGMENTATIONS:
-            hint = closest(str(name), AUGMENTATIONS)
-            raise ConfigError(
-                f"{where}: unknown augmentation '{at}.name' = '{name}'"
-                + (f" (did you mean '{hint}'?)" if hint else "")
-                + f"; registered: {', '.join(sorted(AUGMENTATIONS))}"
-            )
-        cls = AUGMENTATIONS[name]
+        cls = AUGMENTATIONS.get(name, where, key=f"{at}.name")
         accepted = ["name", "p", *_accepted(cls)]
         for key in item:
             if key not in accepted:

@@ -31,33 +31,26 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
 
-from sed.config import ConfigError, check_params, closest
+from sed.registry import Registry
 
 log = logging.getLogger(__name__)
 
-BATCH_SAMPLERS: dict[str, type[EpochBatchSampler]] = {}
+BATCH_SAMPLERS: Registry[type[EpochBatchSampler]] = Registry("batch sampler")
 
 # constructor arguments build_batch_sampler supplies from the data and the trainer, never the config
 FRAMEWORK_ARGS = ("labels", "batch_size", "seed", "drop_last", "num_replicas", "rank")
 
 
 def register_batch_sampler(name: str) -> Callable[[type], type]:
-    """Class decorator adding a batch sampler to :data:`BATCH_SAMPLERS` under ``name``."""
-
-    def deco(cls: type[EpochBatchSampler]) -> type[EpochBatchSampler]:
-        if name in BATCH_SAMPLERS and BATCH_SAMPLERS[name] is not cls:
-            warnings.warn(f"batch sampler '{name}' registered twice; the later wins", stacklevel=2)
-        BATCH_SAMPLERS[name] = cls
-        return cls
-
-    return deco
+    """Class decorator adding a batch sampler to :data:`BATCH_SAMPLERS` under ``name`` (a
+    different class under a taken name is a ValueError)."""
+    return BATCH_SAMPLERS.register(name)
 
 
 def _check_trainer_args(batch_size: int, seed: int, num_replicas: int, rank: int) -> None:
@@ -365,24 +358,26 @@ def build_batch_sampler(
         ValueError: a bad ``labels`` matrix, ``batch_size``, ``num_replicas`` or ``rank``.
     """
     sources = dict(sources or {})
-    if name not in BATCH_SAMPLERS:
-        hint = closest(str(name), BATCH_SAMPLERS)
-        raise ConfigError(
-            f"{sources.get('data.sampler', 'command line')}: unknown data.sampler '{name}'"
-            + (f" (did you mean '{hint}'?)" if hint else "")
-            + f"; registered: {', '.join(sorted(BATCH_SAMPLERS))}"
-        )
-    cls = BATCH_SAMPLERS[name]
+    BATCH_SAMPLERS.get(name, sources.get("data.sampler", "command line"), key="data.sampler")
     params = dict(params or {})
     # a key not traced to a file was given on the command line (or by a caller)
     where_params = sources.get("data.sampler_params", "command line")
     for key in params:
         sources.setdefault(f"data.sampler_params.{key}", where_params)
-    check_params(cls, params, "data.sampler_params", sources, reserved=FRAMEWORK_ARGS)
-    # the trainer's arguments are checked first, so a ValueError below is one of params
+    # the trainer's arguments and the labels are checked here, so that their errors stay
+    # ValueErrors (bugs of the caller) and a ConfigError from build is one of data.sampler_params
     _check_trainer_args(batch_size, seed, num_replicas, rank)
-    labels = _as_label_matrix(labels)
-    try:
-        return cls(labels, batch_size, seed, drop_last, num_replicas, rank, **params)
-    except ValueError as e:
-        raise ConfigError(f"{where_params}: data.sampler_params for '{name}': {e}") from None
+    return BATCH_SAMPLERS.build(
+        name,
+        params,
+        "data.sampler_params",
+        sources,
+        reserved=FRAMEWORK_ARGS,
+        where=where_params,
+        labels=_as_label_matrix(labels),
+        batch_size=batch_size,
+        seed=seed,
+        drop_last=drop_last,
+        num_replicas=num_replicas,
+        rank=rank,
+    )

@@ -13,41 +13,26 @@ import contextlib
 import importlib
 import inspect
 import pkgutil
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
-from sed.config import ConfigError, check_params, closest
+from sed.config import ConfigError, closest
+from sed.registry import Registry
 
-LOSSES: dict[str, type[nn.Module]] = {}
+LOSSES: Registry[type[nn.Module]] = Registry("loss")
 
 
 def register_loss(name: str):
-    """Class decorator adding a loss to the registry under ``name``."""
-
-    def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in LOSSES and LOSSES[name] is not cls:
-            warnings.warn(f"loss '{name}' registered twice; the later one wins", stacklevel=2)
-        LOSSES[name] = cls
-        return cls
-
-    return deco
+    """Class decorator adding a loss to :data:`LOSSES` under ``name`` (stack two decorators for
+    an alias; a different class under a taken name is a ValueError)."""
+    return LOSSES.register(name)
 
 
 # constructor arguments the framework supplies (from the data and the model), never the config
 INJECTED = ("n_classes", "embedding_dim")
 AUX_KEYS = ("name", "weight", "params")
-
-
-def _unknown_name(name: Any, key: str, where: str) -> ConfigError:
-    hint = closest(str(name), LOSSES)
-    return ConfigError(
-        f"{where}: unknown {key} '{name}'"
-        + (f" (did you mean '{hint}'?)" if hint else "")
-        + f"; registered: {', '.join(sorted(LOSSES))}"
-    )
 
 
 def _build_one(
@@ -59,25 +44,17 @@ def _build_one(
     injected: Mapping[str, Any],
 ) -> nn.Module:
     """One registered loss; ``section`` (``loss.params``, ``loss.aux[0].params``) names errors."""
-    cls = LOSSES[name]
-    params = dict(params)
-    check_params(cls, params, section, sources, reserved=INJECTED)
-    accepted = inspect.signature(cls).parameters
+    accepted = inspect.signature(LOSSES.get(name, where)).parameters
     for key, value in injected.items():
-        if key not in accepted:
-            continue
-        if value is None:
+        if key in accepted and value is None:
             why = (
                 ": the model must expose an 'embedding_dim' attribute (its embedding size D)"
                 if key == "embedding_dim"
                 else ""
             )
             raise ConfigError(f"{where}: loss '{name}' needs {key} and none was given{why}")
-        params[key] = value
-    try:
-        return cls(**params)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {section} for loss '{name}': {e}") from None
+    given = {k: v for k, v in injected.items() if v is not None}
+    return LOSSES.build(name, params, section, sources, INJECTED, where, **given)
 
 
 def build_loss(
@@ -107,8 +84,7 @@ def build_loss(
             ``embedding_dim`` / ``n_classes`` without it.
     """
     sources = sources or {}
-    if name not in LOSSES:
-        raise _unknown_name(name, "loss.name", sources.get("loss.name", "config"))
+    LOSSES.get(name, sources.get("loss.name", "config"), key="loss.name")
     injected = {"embedding_dim": embedding_dim, "n_classes": n_classes}
     main = _build_one(
         name,
@@ -141,8 +117,7 @@ def build_loss(
         if "name" not in item:
             raise ConfigError(f"{where}: '{key}.name' is missing (the registered loss to add)")
         aux_name = item["name"]
-        if aux_name not in LOSSES:
-            raise _unknown_name(aux_name, f"{key}.name", where)
+        LOSSES.get(aux_name, where, key=f"{key}.name")
         weight = item.get("weight", 1.0)
         if isinstance(weight, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             with contextlib.suppress(ValueError):

@@ -11,6 +11,8 @@ from sed.losses import register_loss
 from sed.losses.common import frame_mask, masked_mean
 
 
+# "diarization" is the design card's name for the same loss (who is calling when, class-agnostic)
+@register_loss("diarization")
 @register_loss("activity")
 class ActivityLoss(nn.Module):
     """BCE of ``activity_logits`` (B, T', 1) against "any class active" per frame.

@@ -21,10 +21,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from sed.config import ConfigError, OptimConf, SchedulerConf, closest
+from sed.config import ConfigError, OptimConf, SchedulerConf, check_params, closest
+from sed.registry import Registry
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "step", "cosine", "warmup_cosine", "noam", "onecycle")
+LRScheduler = torch.optim.lr_scheduler.LRScheduler
+
+OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("adam", torch.optim.Adam)
+OPTIMIZERS.register("adamw", torch.optim.AdamW)
+OPTIMIZERS.register("sgd", torch.optim.SGD)
+
+# name -> factory(optimizer, max_steps, **scheduler.params) -> LRScheduler; the attribute
+# ``checks`` maps each parameter to (predicate, what it must be) for the config's values
+SCHEDULERS: Registry[Callable[..., LRScheduler]] = Registry("scheduler")
 GROUP_KEYS = ("pattern", "lr", "weight_decay")
 
 
@@ -180,13 +189,16 @@ def build_optimizer(
     Raises:
         ConfigError: unknown optimizer or optimizer argument, bad ``optim.groups``.
     """
-    sources = sources or {}
-    if conf.name not in OPTIMIZERS:
-        hint = closest(conf.name, OPTIMIZERS)
-        raise ConfigError(
-            f"{sources.get('optim.name', 'config')}: unknown optim.name '{conf.name}'"
-            + (f" (did you mean '{hint}'?)" if hint else "")
-        )
+    sources = dict(sources or {})
+    cls = OPTIMIZERS.get(conf.name, sources.get("optim.name", "config"), key="optim.name")
+    for key in conf.params:  # a key not traced to a file of its own comes from the section's
+        sources.setdefault(f"optim.params.{key}", sources.get("optim.params", "config"))
+    for key in ("lr", "weight_decay"):  # optim keys of their own, which the groups inherit
+        if key in conf.params:
+            raise ConfigError(
+                f"{sources[f'optim.params.{key}']}: 'optim.params.{key}': set 'optim.{key}' instead"
+            )
+    check_params(cls, conf.params, "optim.params", sources, reserved=("params",))
     groups = param_groups(model, conf, loss_fn, sources)
     trainable = named_trainable(model, loss_fn)
     in_groups = [id(p) for g in groups for p in g["params"]]
@@ -194,9 +206,7 @@ def build_optimizer(
     assert len(in_groups) == len(set(in_groups)) == len(trainable), "parameter groups overlap"
     assert set(in_groups) == {id(p) for _, p in trainable}, "parameter groups miss parameters"
     try:
-        return OPTIMIZERS[conf.name](
-            groups, lr=conf.lr, weight_decay=conf.weight_decay, **conf.params
-        )
+        return cls(groups, lr=conf.lr, weight_decay=conf.weight_decay, **conf.params)
     except TypeError as e:
         raise ConfigError(f"{sources.get('optim.params', 'config')}: optim.params: {e}") from None
 
@@ -204,33 +214,6 @@ def build_optimizer(
 # --------------------------------------------------------------------------------------------------
 # Schedulers
 # --------------------------------------------------------------------------------------------------
-
-
-def _scheduler_params(
-    conf: SchedulerConf,
-    defaults: Mapping[str, Any],
-    checks: Mapping[str, tuple[Callable[[Any], bool], str]],
-    sources: Mapping[str, str],
-) -> dict[str, Any]:
-    """``scheduler.params`` over ``defaults``; an unknown key or a failed check is an error."""
-    out = dict(defaults)
-    for key, value in conf.params.items():
-        dotted = f"scheduler.params.{key}"
-        where = sources.get(dotted, sources.get("scheduler.params", "config"))
-        if key not in defaults:
-            hint = closest(str(key), defaults)
-            raise ConfigError(
-                f"{where}: unknown key '{dotted}' for scheduler '{conf.name}'"
-                + (f" (did you mean 'scheduler.params.{hint}'?)" if hint else "")
-                + f"; accepted: {', '.join(defaults) or 'none'}"
-            )
-        ok, what = checks[key]
-        if not ok(value) and ok(_yaml_number(value)):
-            value = _yaml_number(value)
-        if not ok(value):
-            raise ConfigError(f"{where}: '{dotted}' must be {what}, got {value!r}")
-        out[key] = value
-    return out
 
 
 def _int_ge(n: int) -> tuple[Callable[[Any], bool], str]:
@@ -254,12 +237,111 @@ def noam_factor(warmup: int, scale: float | None = None) -> Callable[[int], floa
     return lambda s: c * min((s + 1) ** -0.5, (s + 1) * warmup**-1.5)
 
 
+def _scheduler(name: str, **checks: tuple[Callable[[Any], bool], str]) -> Callable:
+    """Register a scheduler factory under ``name`` with the value checks of its parameters."""
+    return SCHEDULERS.register(name, checks=checks)
+
+
+@_scheduler("none")
+def constant_scheduler(optimizer: torch.optim.Optimizer, max_steps: int) -> LRScheduler:
+    """Every group keeps its lr."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+
+@_scheduler("step", step_size=_int_ge(1), gamma=_POSITIVE)
+def step_scheduler(
+    optimizer: torch.optim.Optimizer,
+    max_steps: int,
+    step_size: int | None = None,
+    gamma: float = 0.5,
+) -> LRScheduler:
+    """Multiply by ``gamma`` every ``step_size`` steps (default ``max_steps // 3``)."""
+    step_size = max(1, max_steps // 3) if step_size is None else step_size
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma=gamma)
+
+
+def cosine_scheduler(
+    optimizer: torch.optim.Optimizer,
+    max_steps: int,
+    warmup_steps: int = 0,
+    min_lr_ratio: float = 0.0,
+) -> LRScheduler:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr`` at
+    ``max_steps``."""
+
+    def factor(s: int) -> float:
+        if s < warmup_steps:
+            return (s + 1) / warmup_steps
+        t = min(1.0, (s - warmup_steps) / max(1, max_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# one factory, two names: "warmup_cosine" says what "cosine" with warmup_steps > 0 does
+_scheduler("cosine", warmup_steps=_int_ge(0), min_lr_ratio=_UNIT)(cosine_scheduler)
+_scheduler("warmup_cosine", warmup_steps=_int_ge(0), min_lr_ratio=_UNIT)(cosine_scheduler)
+
+
+@_scheduler("noam", warmup_steps=_int_ge(1), d_model=_int_ge(1), scale=_POSITIVE)
+def noam_scheduler(
+    optimizer: torch.optim.Optimizer,
+    max_steps: int,
+    warmup_steps: int | None = None,
+    d_model: int | None = None,
+    scale: float | None = None,
+) -> LRScheduler:
+    """:func:`noam_factor` with ``warmup_steps`` (default ``max_steps // 10``); the peak is
+    ``optim.lr``, or with ``d_model`` (scale ``d_model ** -0.5``) or ``scale``, the classic
+    unnormalised curve times ``optim.lr``."""
+    if d_model is not None and scale is not None:
+        raise ValueError(
+            "set one of 'scheduler.params.d_model' and 'scheduler.params.scale', not both"
+        )
+    warmup = max(1, max_steps // 10) if warmup_steps is None else warmup_steps
+    scale = scale if d_model is None else d_model**-0.5
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, noam_factor(warmup, scale))
+
+
+@_scheduler(
+    "onecycle",
+    pct_start=_OPEN_UNIT,
+    div_factor=_POSITIVE,
+    final_div_factor=_POSITIVE,
+    anneal_strategy=(lambda v: v in ("cos", "linear"), "cos or linear"),
+    three_phase=_BOOL,
+    cycle_momentum=_BOOL,
+)
+def onecycle_scheduler(
+    optimizer: torch.optim.Optimizer,
+    max_steps: int,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1.0e4,
+    anneal_strategy: str = "cos",
+    three_phase: bool = False,
+    cycle_momentum: bool = True,
+) -> LRScheduler:
+    """torch's OneCycleLR with ``max_lr`` = each group's lr and ``total_steps = max_steps``."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[g["lr"] for g in optimizer.param_groups],
+        total_steps=max_steps,
+        pct_start=pct_start,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        anneal_strategy=anneal_strategy,
+        three_phase=three_phase,
+        cycle_momentum=cycle_momentum,
+    )
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     conf: SchedulerConf,
     max_steps: int,
     sources: Mapping[str, str] | None = None,
-) -> torch.optim.lr_scheduler.LRScheduler:
+) -> LRScheduler:
     """A scheduler stepped once per optimizer step; every group keeps its lr ratio.
 
     * ``none``: constant.
@@ -273,81 +355,37 @@ def build_scheduler(
       cos, three_phase = false, cycle_momentum = true): torch's OneCycleLR with ``max_lr`` = each
       group's lr and ``total_steps = max_steps``.
 
+    Adding a scheduler is one factory ``f(optimizer, max_steps, **params)`` registered in
+    :data:`SCHEDULERS` with a check per parameter.
+
     Raises:
         ConfigError: unknown scheduler, unknown or invalid ``scheduler.params`` key.
     """
-    sources = sources or {}
-    lambda_lr = torch.optim.lr_scheduler.LambdaLR
-    if conf.name == "none":
-        _scheduler_params(conf, {}, {}, sources)
-        return lambda_lr(optimizer, lambda s: 1.0)
-    if conf.name == "step":
-        p = _scheduler_params(
-            conf,
-            {"step_size": max(1, max_steps // 3), "gamma": 0.5},
-            {"step_size": _int_ge(1), "gamma": _POSITIVE},
-            sources,
-        )
-        return torch.optim.lr_scheduler.StepLR(optimizer, p["step_size"], gamma=p["gamma"])
-    if conf.name in ("cosine", "warmup_cosine"):
-        p = _scheduler_params(
-            conf,
-            {"warmup_steps": 0, "min_lr_ratio": 0.0},
-            {"warmup_steps": _int_ge(0), "min_lr_ratio": _UNIT},
-            sources,
-        )
-        warmup, floor = p["warmup_steps"], p["min_lr_ratio"]
-
-        def factor(s: int) -> float:
-            if s < warmup:
-                return (s + 1) / warmup
-            t = min(1.0, (s - warmup) / max(1, max_steps - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-        return lambda_lr(optimizer, factor)
-    if conf.name == "noam":
-        p = _scheduler_params(
-            conf,
-            {"warmup_steps": max(1, max_steps // 10), "d_model": None, "scale": None},
-            {"warmup_steps": _int_ge(1), "d_model": _int_ge(1), "scale": _POSITIVE},
-            sources,
-        )
-        if p["d_model"] is not None and p["scale"] is not None:
-            raise ConfigError(
-                f"{sources.get('scheduler.params', 'config')}: set one of "
-                "'scheduler.params.d_model' and 'scheduler.params.scale', not both"
-            )
-        scale = p["scale"] if p["d_model"] is None else p["d_model"] ** -0.5
-        return lambda_lr(optimizer, noam_factor(p["warmup_steps"], scale))
-    if conf.name == "onecycle":
-        p = _scheduler_params(
-            conf,
-            {
-                "pct_start": 0.3,
-                "div_factor": 25.0,
-                "final_div_factor": 1.0e4,
-                "anneal_strategy": "cos",
-                "three_phase": False,
-                "cycle_momentum": True,
-            },
-            {
-                "pct_start": _OPEN_UNIT,
-                "div_factor": _POSITIVE,
-                "final_div_factor": _POSITIVE,
-                "anneal_strategy": (lambda v: v in ("cos", "linear"), "cos or linear"),
-                "three_phase": _BOOL,
-                "cycle_momentum": _BOOL,
-            },
-            sources,
-        )
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=[g["lr"] for g in optimizer.param_groups],
-            total_steps=max_steps,
-            **p,
-        )
-    hint = closest(conf.name, SCHEDULERS)
-    raise ConfigError(
-        f"{sources.get('scheduler.name', 'config')}: unknown scheduler.name '{conf.name}'"
-        + (f" (did you mean '{hint}'?)" if hint else "")
+    sources = dict(sources or {})
+    SCHEDULERS.get(conf.name, sources.get("scheduler.name", "config"), key="scheduler.name")
+    where = sources.get("scheduler.params", "config")
+    for key in conf.params:  # a key not traced to a file of its own comes from the section's
+        sources.setdefault(f"scheduler.params.{key}", where)
+    reserved = ("optimizer", "max_steps")
+    # names first (unknown key -> the closest accepted one), then each value against its check
+    check_params(SCHEDULERS.get(conf.name), conf.params, "scheduler.params", sources, reserved)
+    checks = SCHEDULERS.attrs(conf.name)["checks"]
+    params = {}
+    for key, value in conf.params.items():
+        dotted = f"scheduler.params.{key}"
+        ok, what = checks[key]
+        if not ok(value) and ok(_yaml_number(value)):
+            value = _yaml_number(value)
+        if not ok(value):
+            raise ConfigError(f"{sources[dotted]}: '{dotted}' must be {what}, got {value!r}")
+        params[key] = value
+    return SCHEDULERS.build(
+        conf.name,
+        params,
+        "scheduler.params",
+        sources,
+        reserved,
+        where,
+        optimizer=optimizer,
+        max_steps=max_steps,
     )
