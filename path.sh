@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Environment for the recipes: the project's virtualenv (built by `make -C tools`).
 SED_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export SED_ROOT

@@ -11,8 +11,11 @@
 #   1  features: decode, resample, log-mel (+ speed-perturbed copies) -> dump/<recipe>/<feat>/
 #   2  training of every fold (or --fold k) -> exp/<recipe>/<family>/<version>/fold<k>/
 #   3  inference: out-of-fold and test predictions over whole recordings -> .../infer/<checkpoint>/
-#   4  outputs: Kaggle submission.csv
-#   5  scoring: results.json and exp/<recipe>/RESULTS.md
+#   4  outputs: the recipe's submission writer, thresholds, event tables -> .../infer/<checkpoint>/
+#   5  scoring: the recipe's metrics -> results.json and exp/<recipe>/RESULTS.md
+# The recipe (egs/<recipe>/recipe.yaml, or a folder given as --recipe path/to/recipe) declares the
+# corpus layout, metric(s), submission writer and synthetic corpus; the engine itself is generic.
+# Every value reaches Python through argv, never pasted into source.
 # Every stage skips work that is already complete (a done-marker written last) unless --overwrite.
 set -euo pipefail
 
@@ -30,44 +33,51 @@ log() {
 }
 
 # ------------------------------------------------------------------------------------- options
-recipe=rfcx               # recipe folder under egs/
+recipe=rfcx               # recipe: a folder under egs/, or a path to a folder holding recipe.yaml
 stage=0                   # first stage to run
 stop_stage=5              # last stage to run
 conf=conf/cnn/demo.yaml   # experiment config (conf/<family>/<version>.yaml)
 conf_override=""          # dotted config overrides, e.g. "train.max_steps=200 optim.lr=1e-3"
 datadir=""                # raw corpus in the recipe's layout (empty: generate the synthetic one)
+data_tag=""               # name of the corpus under data/<recipe>/ and dump/<recipe>/
 fold=all                  # fold to train / infer: all or an index k
 nj=2                      # parallel jobs for data preparation, feature extraction and inference
 ngpu=""                   # GPUs for training: 0 forces CPU, N >= 1 CUDA GPUs (DDP); empty: train.device decides
 tag=""                    # suffix of the experiment folder: exp/<recipe>/<family>/<version>_<tag>
-checkpoint=best           # checkpoint used by stages 3-5: best | last | step<N>
+checkpoint=""             # checkpoint used by stages 3-5: best | last | step<N>; empty: the config's infer.checkpoint
 overwrite=false           # redo stages whose outputs are complete
+strict=false              # fail on the first unreadable audio file instead of reporting and skipping it
 workdir=.                 # where data/, dump/ and exp/ are created
 ensemble=""               # conf/ensemble/<name>.yaml: stages 4-5 combine its experiments instead
-help_message=$(cat <<EOF
+help_message=$(cat <<HELP
 Usage: $0 [options]
 Runs the stages of a sed recipe (see README.md).
 
 Options (default in brackets):
-  --recipe <name>          recipe under egs/ [${recipe}]
+  --recipe <name|dir>      recipe under egs/, or a folder holding recipe.yaml [${recipe}]
   --stage <n>              first stage, 0-5 [${stage}]
   --stop_stage <n>         last stage, 0-5 [${stop_stage}]
   --conf <yaml>            experiment config [${conf}]
   --conf_override <str>    dotted overrides, e.g. "train.max_steps=200 optim.lr=1e-3" ["${conf_override}"]
-  --datadir <dir>          raw corpus (e.g. Kaggle's rfcx-species-audio-detection); empty: synthetic ["${datadir}"]
+  --datadir <dir>          raw corpus in the recipe's layout (e.g. Kaggle's rfcx-species-audio-detection); empty: synthetic ["${datadir}"]
+  --data_tag <name>        the corpus's name under data/<recipe>/ and dump/<recipe>/; empty: the --datadir
+                           folder's name, 'synth' without --datadir, or (from stage 1 on) the corpus
+                           of the latest stage 0 of the recipe ["${data_tag}"]
   --fold <k|all>           fold(s) to train and infer [${fold}]
   --nj <n>                 parallel jobs for stages 0-1 and 3 (stage 3: a JOB array over shares of the recordings) [${nj}]
   --ngpu <n>               GPUs for training: 0 CPU, 1 one GPU, N > 1 DDP over N GPUs per node (torchrun); empty: config's train.device (auto) ["${ngpu}"]
   --tag <str>              experiment folder suffix ["${tag}"]
-  --checkpoint <name>      checkpoint for stages 3-5: best | last | step<N> [${checkpoint}]
+  --checkpoint <name>      checkpoint for stages 3-5: best | last | step<N>; empty: the config's infer.checkpoint ["${checkpoint}"]
   --overwrite <bool>       redo complete stages: true | false [${overwrite}]
+  --strict <bool>          stop at the first unreadable or missing audio file (stages 0-1) instead of
+                           listing it in skipped.csv and going on: true | false [${strict}]
   --workdir <dir>          folder that receives data/, dump/ and exp/ [${workdir}]
   --ensemble <yaml>        stages 4-5 for an ensemble of experiments (conf/ensemble/<name>.yaml) ["${ensemble}"]
   --help                   show this message
-Stages: 0 data prep, 1 features, 2 train, 3 infer, 4 submission, 5 score + RESULTS.md
-EOF
+Stages: 0 data prep, 1 features, 2 train, 3 infer, 4 outputs (submission, events), 5 score + RESULTS.md
+HELP
 )
-valid_options="recipe stage stop_stage conf conf_override datadir fold nj ngpu tag checkpoint overwrite workdir ensemble"
+valid_options="recipe stage stop_stage conf conf_override datadir data_tag fold nj ngpu tag checkpoint overwrite strict workdir ensemble"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -77,6 +87,7 @@ while [[ $# -gt 0 ]]; do
       name=${name%%=*}
       if ! [[ " ${valid_options} " == *" ${name} "* ]]; then
         echo "$0: unknown option '$1'" >&2
+        # shellcheck disable=SC2001  # GNU sed: one --prefix per word
         echo "valid options: $(sed 's/[^ ]* */--&/g' <<< "${valid_options}") --help" >&2
         exit 2
       fi
@@ -92,22 +103,27 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-case "${overwrite}" in true|false) ;; *) echo "$0: --overwrite must be true or false" >&2; exit 2 ;; esac
+for v in overwrite strict; do
+  case "${!v}" in true|false) ;; *) echo "$0: --${v} must be true or false, got '${!v}'" >&2; exit 2 ;; esac
+done
 for v in stage stop_stage nj; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "$0: --${v} must be a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 if [[ -n "${ngpu}" && ! "${ngpu}" =~ ^[0-9]+$ ]]; then
   echo "$0: --ngpu must be a non-negative integer, got '${ngpu}'" >&2; exit 2
 fi
+(( nj >= 1 )) || { echo "$0: --nj must be at least 1" >&2; exit 2; }
 [[ "${fold}" == all || "${fold}" =~ ^[0-9]+$ ]] || { echo "$0: --fold must be 'all' or an integer" >&2; exit 2; }
-[[ -d "egs/${recipe}" ]] || { echo "$0: no recipe egs/${recipe} (have: $(ls egs | tr '\n' ' '))" >&2; exit 2; }
+if [[ -n "${data_tag}" && ! "${data_tag}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]]; then
+  echo "$0: --data_tag must be a simple name (letters, digits, . _ -), got '${data_tag}'" >&2; exit 2
+fi
 [[ -f "${conf}" ]] || { echo "$0: config file '${conf}' not found" >&2; exit 2; }
 [[ -z "${ensemble}" || -f "${ensemble}" ]] || { echo "$0: ensemble config '${ensemble}' not found" >&2; exit 2; }
 if [[ -n "${ensemble}" && ${stage} -lt 4 ]]; then
   echo "$0: --ensemble combines trained experiments: use it with --stage 4 (or 5)" >&2; exit 2
 fi
 if [[ -n "${datadir}" && ! -d "${datadir}" ]]; then
-  echo "$0: --datadir '${datadir}' is not a directory (pass the folder holding train/, test/ and the CSVs)" >&2
+  echo "$0: --datadir '${datadir}' is not a directory (pass the folder holding the unpacked corpus)" >&2
   exit 2
 fi
 
@@ -120,80 +136,115 @@ fi
 . ./path.sh
 # shellcheck disable=SC1091
 . ./cmd.sh
+: "${train_cmd:?cmd.sh sets it}" "${infer_cmd:?cmd.sh sets it}" "${prep_cmd:?cmd.sh sets it}"
 
-recipe_get() {  # value of a key of egs/<recipe>/recipe.yaml (dotted for nested keys)
-  python - "egs/${recipe}/recipe.yaml" "$1" <<'PY'
-import sys, yaml
-node = yaml.safe_load(open(sys.argv[1]))
-for part in sys.argv[2].split("."):
-    node = node[part]
-def arg(v):
-    return " ".join(map(str, v)) if isinstance(v, list) else str(v)
-print(" ".join(f"--{k} {arg(v)}" for k, v in node.items()) if isinstance(node, dict) else arg(node))
-PY
+# the placeholder a JOB array substitutes: JOB, unless a path contains it (then JOB1, JOB2 ...)
+job_token() {
+  local token=JOB n=0 text
+  text="${workdir}|${conf}|${datadir}|${tag}|$(pwd)"
+  while [[ "${text}" == *"${token}"* ]]; do n=$((n + 1)); token=JOB${n}; done
+  echo "${token}"
 }
+quoted() { printf '%q ' "$@"; }  # a command line to show the user, copy-paste safe
+
+# the recipe and the config, validated once (a typo stops here): one line per value
+env_values=$(python -m sed.bin.recipe env --recipe "${recipe}" --conf "${conf}" \
+  --conf_override "${conf_override}") || exit 2
+mapfile -t env_lines <<< "${env_values}"
+recipe_name=${env_lines[0]}
+recipe_dir=$(dirname "${env_lines[1]}")
+metrics=${env_lines[2]}
+writer=${env_lines[3]}
+folds=${env_lines[4]}
+[[ -n "${checkpoint}" ]] || checkpoint=${env_lines[5]}
 
 family=$(basename "$(dirname "${conf}")")
 version=$(basename "${conf}" .yaml)
 [[ "${workdir}" == . ]] && workdir=""
 workdir=${workdir:+${workdir%/}/}
-expdir=${workdir}exp/${recipe}/${family}/${version}${tag:+_${tag}}
-manifests=${workdir}data/${recipe}
-dumpdir=${workdir}dump/${recipe}
+data_root=${workdir}data/${recipe_name}
+latest_tag_file=${data_root}/latest_data_tag
+if [[ -z "${data_tag}" ]]; then
+  if [[ -n "${datadir}" ]]; then
+    data_tag=$(basename "$(cd "${datadir}" && pwd)" | tr -c 'A-Za-z0-9._\n-' '_')
+  elif [[ ${stage} -ge 1 && -f "${latest_tag_file}" ]]; then
+    data_tag=$(cat "${latest_tag_file}")
+  else
+    data_tag=synth
+  fi
+fi
+expdir=${workdir}exp/${recipe_name}/${family}/${version}${tag:+_${tag}}
+manifests=${data_root}/${data_tag}_${folds}fold
+dumpdir=${workdir}dump/${recipe_name}/${data_tag}
 override_args=()
 [[ -n "${conf_override}" ]] && override_args=(--conf_override "${conf_override}")
-progress_args=()
+strict_args=()
+[[ "${strict}" == true ]] && strict_args=(--strict)
+JOB=$(job_token)
+# what reruns stages up to $1 with this run's options (shown when a later stage finds them missing)
+fix_cmd() {
+  local args=(./run.sh --recipe "${recipe}" --stage 0 --stop_stage "$1" --conf "${conf}" --data_tag "${data_tag}")
+  [[ -n "${conf_override}" ]] && args+=(--conf_override "${conf_override}")
+  [[ -n "${datadir}" ]] && args+=(--datadir "${datadir}")
+  [[ -n "${workdir}" ]] && args+=(--workdir "${workdir}")
+  quoted "${args[@]}"
+}
+preflight() {  # stage $1 can start: config, manifests, dumps, training data (else exit 2)
+  python -m sed.bin.recipe check --stage "$1" --conf "${conf}" --conf_override "${conf_override}" \
+    --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fix "$(fix_cmd "$2")" \
+    || exit 2
+}
 
-log "recipe=${recipe} conf=${conf} expdir=${expdir} stages ${stage}-${stop_stage}"
+log "recipe=${recipe_name} conf=${conf} data=${manifests} expdir=${expdir} stages ${stage}-${stop_stage}"
 
 # --------------------------------------------------------------------------------------- stage 0
 if [[ ${stage} -le 0 && ${stop_stage} -ge 0 ]]; then
   log "stage 0: data preparation"
   raw=${datadir}
   if [[ -z "${raw}" ]]; then
-    raw=${manifests}/synth
-    synth_args=$(recipe_get synth)
-    # regenerate when the recipe's synth settings changed since the corpus was made
-    if [[ "${overwrite}" == true || ! -f "${raw}/.complete" || "$(cat "${raw}/.run_args" 2>/dev/null)" != "${synth_args}" ]]; then
-      log "no --datadir: generating the synthetic ${recipe} corpus into ${raw}"
-      rm -f "${raw}/.run_args"
-      # shellcheck disable=SC2086
-      ${prep_cmd} "${manifests}/log/synth.log" \
-        python -m sed.data.synth --outdir "${raw}" --nj "${nj}" --progress false ${synth_args}
-      echo "${synth_args}" > "${raw}/.run_args"
-    else
-      log "synthetic corpus ${raw} is complete; skipping generation"
-    fi
+    raw=${data_root}/synth
+    ow=(); [[ "${overwrite}" == true ]] && ow=(--overwrite)
+    # made (or remade, when the recipe's synth section changed) by the recipe's generator
+    ${prep_cmd} "${data_root}/log/synth.log" \
+      python -m sed.bin.recipe synth --recipe "${recipe}" --outdir "${raw}" --nj "${nj}" "${ow[@]}"
+  else
+    python -m sed.bin.recipe layout --recipe "${recipe}" --datadir "${raw}" || exit 2
   fi
-  folds=$(python -c "from sed.config import load_config; c, _ = load_config('${conf}', '''${conf_override}'''); print(c.data.folds)")
   stamp="${manifests}/.prep_stamp"
-  # the manifests are redone when the corpus, its version or the number of folds changed
-  stamp_value="${raw} folds=${folds} corpus=$(md5sum < "${raw}/.complete" 2>/dev/null | cut -c1-12)"
-  if [[ "${overwrite}" == true || ! -f "${stamp}" || "$(cat "${stamp}" 2>/dev/null)" != "${stamp_value}" ]]; then
+  # the manifests are redone when the corpus (file list, sizes, label tables) or the folds changed
+  stamp_value="$(cd "${raw}" && pwd) folds=${folds} corpus=$(python -m sed.bin.recipe fingerprint "${raw}")"
+  if [[ "${overwrite}" == true || ! -f "${stamp}" || "$(cat "${stamp}")" != "${stamp_value}" ]]; then
     rm -f "${stamp}"
     ${prep_cmd} "${manifests}/log/data_prep.log" \
-      python "egs/${recipe}/local/data_prep.py" --datadir "${raw}" --outdir "${manifests}" \
-        --folds "${folds}" --nj "${nj}"
-    echo "${stamp_value}" > "${stamp}"
+      python "${recipe_dir}/local/data_prep.py" --datadir "${raw}" --outdir "${manifests}" \
+        --folds "${folds}" --nj "${nj}" "${strict_args[@]}"
+    printf '%s\n' "${stamp_value}" > "${stamp}.tmp" && mv "${stamp}.tmp" "${stamp}"
   else
     log "manifests in ${manifests} are complete; skipping"
   fi
+  printf '%s\n' "${data_tag}" > "${latest_tag_file}.tmp" && mv "${latest_tag_file}.tmp" "${latest_tag_file}"
 fi
 
 # --------------------------------------------------------------------------------------- stage 1
 if [[ ${stage} -le 1 && ${stop_stage} -ge 1 ]]; then
-  log "stage 1: features"
+  log "stage 1: features -> ${dumpdir}"
+  if [[ ! -f "${manifests}/recordings.csv" ]]; then
+    echo "stage 1 cannot start: no manifests in ${manifests}" >&2
+    echo "run first: $(fix_cmd 0)" >&2
+    exit 2
+  fi
   ow=(); [[ "${overwrite}" == true ]] && ow=(--overwrite)
-  ${prep_cmd} --num_threads "${nj}" "${dumpdir}/log/dump.$(basename "${conf}" .yaml).log" \
+  ${prep_cmd} --num_threads "${nj}" "${dumpdir}/log/dump.${version}.log" \
     python -m sed.bin.dump --conf "${conf}" "${override_args[@]}" --datadir "${manifests}" \
-      --dumpdir "${dumpdir}" --nj "${nj}" "${ow[@]}"
+      --dumpdir "${dumpdir}" --nj "${nj}" "${ow[@]}" "${strict_args[@]}"
 fi
 
 # --------------------------------------------------------------------------------------- stage 2
 if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
   log "stage 2: training -> ${expdir}"
-  n_folds=$(python -c "from sed.config import load_config; c, _ = load_config('${conf}', '''${conf_override}'''); print(c.data.folds)")
-  if [[ "${fold}" == all ]]; then folds_to_run=$(seq 0 $((n_folds - 1))); else folds_to_run=${fold}; fi
+  # one check here rather than the same failure in every task of the job array
+  preflight 2 1
+  if [[ "${fold}" == all ]]; then folds_to_run=$(seq 0 $((folds - 1))); else folds_to_run=${fold}; fi
   device_args=()
   [[ "${ngpu}" == 0 ]] && device_args=(--conf_override "train.device=cpu")
   [[ -n "${ngpu}" && "${ngpu}" -ge 1 ]] && device_args=(--conf_override "train.device=cuda")
@@ -210,15 +261,17 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
     todo+=("${k}")
   done
   if [[ ${#todo[@]} -gt 0 ]]; then
-    rm -f "${expdir}"/infer/*/.done  # predictions of an older model are stale
+    rm -f "${expdir}"/infer/*/.done*  # predictions of an older model are stale
     # one task per fold, JOB = the fold index: a job array under Slurm, one after the other locally
     train_rc=0
-    ${train_cmd} --gpu "${ngpu:-0}" "JOB=$(IFS=,; echo "${todo[*]}")" "${expdir}/foldJOB/train.log" \
+    ${train_cmd} --gpu "${ngpu:-0}" "${JOB}=$(IFS=,; echo "${todo[*]}")" "${expdir}/fold${JOB}/train.log" \
       "${launcher[@]}" -m sed.bin.train --conf "${conf}" "${override_args[@]}" "${device_args[@]}" \
-        --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fold JOB \
-        "${progress_args[@]}" || train_rc=$?
-    for k in "${todo[@]}"; do  # a fold is done when its task's log ends with status 0
-      if [[ "$(tail -n 1 "${expdir}/fold${k}/train.log" 2>/dev/null)" == "# Ended (code 0)"* ]]; then
+        --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fold "${JOB}" \
+        || train_rc=$?
+    for k in "${todo[@]}"; do  # done when its task's last start/preempt/end line is a success
+      # (Slurm may append lines after the end line, e.g. an out-of-memory notice)
+      last=$(grep -E '^# (Started|Preempted|Ended)' "${expdir}/fold${k}/train.log" 2>/dev/null | tail -n 1 || true)
+      if [[ "${last}" == "# Ended (code 0)"* ]]; then
         touch "${expdir}/fold${k}/.done"
       fi
     done
@@ -229,41 +282,50 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
   fi
 fi
 
+inf=${expdir}/infer/${checkpoint}
+fold_args=()
+done3=${inf}/.done  # predictions of every fold's model; --fold k: of that fold's model only
+if [[ "${fold}" != all ]]; then fold_args=(--fold "${fold}"); done3=${inf}/.done.fold${fold}; fi
+
 # --------------------------------------------------------------------------------------- stage 3
 if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
-  log "stage 3: inference (${checkpoint}) -> ${expdir}/infer/${checkpoint}"
-  if [[ "${overwrite}" == false && -f "${expdir}/infer/${checkpoint}/.done" ]]; then
+  log "stage 3: inference (${checkpoint}) -> ${inf}"
+  if [[ "${overwrite}" == false && -f "${done3}" ]]; then
     log "predictions are complete; skipping"
   else
-    rm -f "${expdir}/infer/${checkpoint}/.done"
-    infer_args=(--expdir "${expdir}" --datadir "${manifests}" --dumpdir "${dumpdir}" --checkpoint "${checkpoint}")
+    preflight 3 1
+    rm -f "${inf}"/.done* # the outputs of stages 4-5 (and of other --fold runs) are stale
+    # finished shares of a failed job array are reused (same models and data), unless --overwrite
+    [[ "${overwrite}" == true ]] && rm -rf "${inf}/parts"
+    infer_args=(--expdir "${expdir}" --datadir "${manifests}" --dumpdir "${dumpdir}" --checkpoint "${checkpoint}" "${fold_args[@]}")
     if [[ ${nj} -le 1 ]]; then
-      ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" "${expdir}/infer/${checkpoint}/infer.log" \
+      ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" "${inf}/infer.log" \
         python -m sed.bin.infer "${infer_args[@]}"
     else
       # --nj jobs (a job array under Slurm), each over every nj-th recording, then one merge
       threads=$(( $(nproc) / nj )); (( threads >= 1 )) || threads=1
       ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" --num_threads "${threads}" --max_jobs_run "${nj}" \
-        "JOB=1:${nj}" "${expdir}/infer/${checkpoint}/infer.JOB.log" \
-        python -m sed.bin.infer "${infer_args[@]}" --part JOB --nparts "${nj}" --no_progress
+        "${JOB}=1:${nj}" "${inf}/infer.${JOB}.log" \
+        python -m sed.bin.infer "${infer_args[@]}" --part "${JOB}" --nparts "${nj}" --no_progress
       python -m sed.bin.infer "${infer_args[@]}" --merge "${nj}"
     fi
-    touch "${expdir}/infer/${checkpoint}/.done"
+    touch "${done3}"
   fi
 fi
 
 # ------------------------------------------------------------------------- stages 4-5 (ensemble)
 if [[ -n "${ensemble}" ]]; then
-  ens_dir=${workdir}exp/${recipe}/ensemble/$(basename "${ensemble}" .yaml)
+  ens_dir=${workdir}exp/${recipe_name}/ensemble/$(basename "${ensemble}" .yaml)
   if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
-    log "stage 4: ensemble ${ensemble} -> ${ens_dir}"
+    log "stage 4: ensemble ${ensemble} -> ${ens_dir} (on the manifests its members were trained on)"
+    # shellcheck disable=SC2086  # the recipe's metric names, one word each
     ${infer_cmd} "${ens_dir}/ensemble.log" \
-      python -m sed.bin.ensemble --conf "${ensemble}" --datadir "${manifests}" --outdir "${ens_dir}" \
-        --root "${workdir:-.}" --recipe "${recipe}"
+      python -m sed.bin.ensemble --conf "${ensemble}" --outdir "${ens_dir}" \
+        --root "${workdir:-.}" --recipe "${recipe_name}" --writer "${writer}" --metric ${metrics}
   fi
   if [[ ${stop_stage} -ge 5 ]]; then
     log "stage 5: results table"
-    python -m sed.results --expdir "${workdir}exp/${recipe}"
+    python -m sed.results --expdir "${workdir}exp/${recipe_name}"
   fi
   log "done (${ens_dir})"
   exit 0
@@ -271,18 +333,34 @@ fi
 
 # --------------------------------------------------------------------------------------- stage 4
 if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
-  log "stage 4: submission"
-  ${infer_cmd} "${expdir}/infer/${checkpoint}/submit.log" \
-    python -m sed.bin.submit --expdir "${expdir}" --datadir "${manifests}" --checkpoint "${checkpoint}"
+  log "stage 4: outputs (${writer} submission, thresholds, events) -> ${inf}"
+  if [[ "${overwrite}" == false && -f "${inf}/.done4" ]]; then
+    log "outputs are complete; skipping"
+  else
+    preflight 4 3
+    rm -f "${inf}/.done4" "${inf}/.done5"
+    ${infer_cmd} "${inf}/submit.log" \
+      python -m sed.bin.submit --expdir "${expdir}" --datadir "${manifests}" \
+        --checkpoint "${checkpoint}" --writer "${writer}"
+    touch "${inf}/.done4"
+  fi
 fi
 
 # --------------------------------------------------------------------------------------- stage 5
 if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
-  log "stage 5: scoring"
-  ${infer_cmd} "${expdir}/score.log" \
-    python -m sed.bin.score --expdir "${expdir}" --datadir "${manifests}" --recipe "${recipe}" \
-      --checkpoint "${checkpoint}"
-  log "results: ${expdir}/results.json, ${workdir}exp/${recipe}/RESULTS.md"
+  log "stage 5: scoring (${metrics})"
+  if [[ "${overwrite}" == false && -f "${inf}/.done5" ]]; then
+    log "scores are complete; skipping"
+  else
+    preflight 5 3
+    rm -f "${inf}/.done5"
+    # shellcheck disable=SC2086  # the recipe's metric names, one word each
+    ${infer_cmd} "${expdir}/score.log" \
+      python -m sed.bin.score --expdir "${expdir}" --datadir "${manifests}" --recipe "${recipe_name}" \
+        --checkpoint "${checkpoint}" --metric ${metrics}
+    touch "${inf}/.done5"
+  fi
+  log "results: ${expdir}/results.json, ${workdir}exp/${recipe_name}/RESULTS.md"
 fi
 
-log "done (${expdir}); compare runs with: tensorboard --logdir ${workdir}exp/${recipe}"
+log "done (${expdir}); compare runs with: tensorboard --logdir ${workdir}exp/${recipe_name}"

@@ -1,4 +1,4 @@
-"""End-to-end inference speed and peak memory of ``sed infer``'s streaming path.
+"""End-to-end inference speed and peak memory of ``sedkit infer``'s streaming path.
 
 Decode -> resample -> log-mel -> model -> outputs (clip, window and frame tables, detections,
 Raven tables) for a 120 s 48 kHz FLAC (the real soundscape of /work/shared/realdata when present,
@@ -6,7 +6,7 @@ else a synthetic one), a 10-minute and a ``--hours`` long synthetic FLAC (genera
 temporary folder), with the torch (float32, bf16) and onnx (float32, int8) backends and 1 and
 2 threads. The model is
 ``efficientnet_att`` b0 of conf/eff/base.yaml (128 mels, 48 kHz, hop 512, random weights) with
-10 s windows and the config's 8 s hop, batches of ``sed infer``'s default on the CPU
+10 s windows and the config's 8 s hop, batches of ``sedkit infer``'s default on the CPU
 (``infer.cpu_batch_size``) unless ``--batch_size`` is given; the int8 model is calibrated on the 61
 side-by-side windows of the 10-minute file. Each configuration runs in a fresh subprocess, so peak
 resident memory (the child's own ``VmHWM``) is per run.
@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = Path("/work/shared/realdata/birdnet_soundscape/soundscape.flac")
+REAL = ROOT.parent / "shared" / "realdata" / "birdnet_soundscape" / "soundscape.flac"
 SR = 48000
 
 
@@ -83,7 +83,7 @@ def _vm_hwm_kb() -> int:
 
 
 def child(args: argparse.Namespace) -> None:
-    """One measured run (in its own process): sed infer on one file, prints a JSON line."""
+    """One measured run (in its own process): sedkit infer on one file, prints a JSON line."""
     from sed.bin import infer_files
 
     start = time.perf_counter()
@@ -157,7 +157,10 @@ def main() -> None:
         "onnx-int8 (static int8, AVX512-VNNI CPUs)",
     )
     p.add_argument(
-        "--batch_size", type=int, default=None, help="default: sed infer's (infer.cpu_batch_size)"
+        "--batch_size",
+        type=int,
+        default=None,
+        help="default: sedkit infer's (infer.cpu_batch_size)",
     )
     p.add_argument(
         "--hop_seconds", type=float, default=None, help="window hop (default: the config's 8 s)"
@@ -230,7 +233,8 @@ def main() -> None:
                 {
                     "model": "efficientnet_att b0 128 mels 48 kHz hop 512, windows 10 s, "
                     f"hop {args.hop_seconds or 8:g} s",
-                    "batch_size": args.batch_size or "sed infer's default (infer.cpu_batch_size)",
+                    "batch_size": args.batch_size
+                    or "sedkit infer's default (infer.cpu_batch_size)",
                     "cpus": os.cpu_count(),
                     "load_avg_at_end": os.getloadavg(),
                     "runs": runs,

@@ -155,7 +155,7 @@ class InferConf:
     # windows per forward on CPU: small batches keep a CNN's activations in cache (EfficientNet-b0,
     # 128 mels, 10 s windows: 1.3-2x faster end to end at 1-4 than at 16; bench/infer_speed.py)
     cpu_batch_size: int = 4
-    checkpoint: str = "best"  # best | last | step<N>
+    checkpoint: str = "best"  # stage 3's and sedkit infer's default: best | last | step<N>
     frame_combine: str = "max"  # how overlapping windows combine frame scores: max | mean
     clip_score: str = "clip"  # recording score: clip (max over windows) | frame_max (max over time)
     gate_activity: bool = False  # multiply frame scores by the activity head's probability

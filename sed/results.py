@@ -1,7 +1,7 @@
 """The recipe-level results table: every experiment's scores, what it changed, and its LB score.
 
 Each experiment folder ``exp/<recipe>/<family>/<version>/`` holds ``results.json`` (written by
-stage 5, :func:`sed.metrics.scoring.score_experiment`), ``config.yaml`` (the fully resolved config)
+stage 5, :func:`sed.scoring.score_experiment`), ``config.yaml`` (the fully resolved config)
 and ``meta.json`` (the stage-2 command line). This module gathers them into three files beside the
 experiments, each written atomically:
 
@@ -16,11 +16,11 @@ optim.lr=8e-4``. The base is loaded as it is *now*, so an edited base file shows
 When the conf file, its base, ``meta.json`` or ``config.yaml`` cannot be found the column is
 ``-``.
 
-Command line (``sed results --help``)::
+Command line (``sedkit results --help``)::
 
-    sed results --expdir exp/rfcx                          # rewrite the table and the plot
-    sed results --expdir exp/rfcx --set-lb eff/v023 0.912  # record a leaderboard score
-    sed results --set-lb exp/rfcx/eff/v023 0.912           # the same: the folder names the recipe
+    sedkit results --expdir exp/rfcx                          # rewrite the table and the plot
+    sedkit results --expdir exp/rfcx --set-lb eff/v023 0.912  # record a leaderboard score
+    sedkit results --set-lb exp/rfcx/eff/v023 0.912         # the same: the folder names the recipe
 
 A ``results.json`` that cannot be read, is not valid JSON or lacks the required keys is reported
 with a warning naming the file and skipped, so one broken run does not hide the others.
@@ -79,10 +79,10 @@ COLUMNS = [
     "cv_mean",
     "cv_std",
     "cv_folds",
-    "oof_lwlrap",
-    "oof_lwlrap_frame",
-    "test_lwlrap",
-    "test_lwlrap_frame",
+    "oof_score",
+    "oof_score_frame",
+    "test_score",
+    "test_score_frame",
     "lb",
     "note",
     "created",
@@ -96,10 +96,10 @@ _MD_COLUMNS = [
     ("changes", "changes"),
     ("cv", "CV mean ± std"),
     ("cv_folds", "CV folds"),
-    ("oof_lwlrap", "OOF"),
-    ("oof_lwlrap_frame", "OOF frame"),
-    ("test_lwlrap", "test"),
-    ("test_lwlrap_frame", "test frame"),
+    ("oof_score", "OOF"),
+    ("oof_score_frame", "OOF frame"),
+    ("test_score", "test"),
+    ("test_score_frame", "test frame"),
     ("lb", "LB"),
     ("checkpoint", "ckpt"),
     ("note", "note"),
@@ -108,10 +108,10 @@ _TEXT_MD_COLUMNS = {"experiment", "base", "changes", "checkpoint", "note"}
 _FLOAT_COLUMNS = {
     "cv_mean",
     "cv_std",
-    "oof_lwlrap",
-    "oof_lwlrap_frame",
-    "test_lwlrap",
-    "test_lwlrap_frame",
+    "oof_score",
+    "oof_score_frame",
+    "test_score",
+    "test_score_frame",
     "lb",
 }
 
@@ -189,8 +189,12 @@ def _parse(path: Path) -> tuple[dict[str, Any], list[float]]:
     """One table row (scores only) and the fold scores from one results.json."""
     data = _read_json_object(path)
     oof = _section(data, "oof", required=True)
-    if "lwlrap" not in oof:
-        raise _BadResults("missing required key 'oof.lwlrap'")
+    # the recipe's headline metric names the keys (results.json of older runs: lwlrap)
+    metric = data.get("metric") or "lwlrap"
+    if not isinstance(metric, str):
+        raise _BadResults(f"'metric' must be a metric name, got {metric!r}")
+    if metric not in oof:
+        raise _BadResults(f"missing required key 'oof.{metric}'")
     test = _section(data, "test", required=False)
     folds = _folds(oof.get("per_fold"))
 
@@ -208,13 +212,13 @@ def _parse(path: Path) -> tuple[dict[str, Any], list[float]]:
         # Population std (ddof=0): defined for a single fold and what np.std reports.
         "cv_std": float(np.std(folds)) if folds else math.nan,
         "cv_folds": " ".join(f"{v:.3f}" for v in folds) if folds else None,
-        "oof_lwlrap": _number(oof["lwlrap"], "oof.lwlrap", required=True),
-        "oof_lwlrap_frame": _number(oof.get("lwlrap_frame"), "oof.lwlrap_frame"),
-        "test_lwlrap": _number(test.get("lwlrap"), "test.lwlrap"),
-        "test_lwlrap_frame": _number(test.get("lwlrap_frame"), "test.lwlrap_frame"),
+        "oof_score": _number(oof[metric], f"oof.{metric}", required=True),
+        "oof_score_frame": _number(oof.get(f"{metric}_frame"), f"oof.{metric}_frame"),
+        "test_score": _number(test.get(metric), f"test.{metric}"),
+        "test_score_frame": _number(test.get(f"{metric}_frame"), f"test.{metric}_frame"),
         "lb": _number(data.get("lb"), "lb"),
         "created": None if created is None else str(created),
-        "_metric": data.get("metric"),
+        "_metric": metric,
         "_recipe": data.get("recipe"),
     }
     return row, folds
@@ -304,7 +308,7 @@ def _find_conf(conf: str, expdir: Path) -> Path | None:
     """The conf file a run named, relative to an ancestor of the experiment or the current folder.
 
     Stage 2 runs from the repository root, and ``exp/`` usually lies inside it, so the
-    experiment's own checkout is searched first; with ``--workdir`` elsewhere, ``sed results``
+    experiment's own checkout is searched first; with ``--workdir`` elsewhere, ``sedkit results``
     finds the conf when run from the root.
     """
     path = Path(conf)
@@ -350,7 +354,7 @@ class _BaseCache:
         # itself did (sed.config owns the merge rules), without the version's own keys.
         with tempfile.TemporaryDirectory() as tmp:
             stub = Path(tmp) / "bases.yaml"
-            stub.write_text(yaml.safe_dump({"base": [str(b) for b in bases]}), encoding="utf-8")
+            write_text(stub, yaml.safe_dump({"base": [str(b) for b in bases]}))
             try:
                 return to_dict(load_config(stub)[0])
             except ConfigError as e:
@@ -470,7 +474,7 @@ def collect_results(recipe_dir: str | Path) -> pd.DataFrame:
         base (the base conf as "family/version", "a + b" for a list of bases), changes (see
         :func:`config_changes`), checkpoint, cv_mean and cv_std (mean and population std over
         ``oof.per_fold``), cv_folds (the fold scores, 3 decimals, space-separated, in fold
-        order), oof_lwlrap, oof_lwlrap_frame, test_lwlrap, test_lwlrap_frame, lb, note (the
+        order), oof_score, oof_score_frame, test_score, test_score_frame, lb, note (the
         config's version note), created. Missing values are NaN (test with ``pd.isna``: string
         columns may hold None or NaN depending on pandas); base and changes are missing when the
         base cannot be found.
@@ -480,7 +484,7 @@ def collect_results(recipe_dir: str | Path) -> pd.DataFrame:
 
     Warns:
         ResultsWarning: for each results.json that is skipped (unreadable, invalid JSON, missing
-            ``oof.lwlrap``, or a value of the wrong type), and for each config.yaml, meta.json or
+            ``oof.<metric>``, or a value of the wrong type), and for each config.yaml, meta.json or
             base config that exists but cannot be read; each names the file.
     """
     return _collect(Path(recipe_dir)).df
@@ -504,7 +508,7 @@ def _cell(rec: dict[str, Any], column: str) -> str:
 
 
 def _markdown(table: _Table, title: str) -> str:
-    metric = ", ".join(table.metrics) if table.metrics else "lwlrap"
+    metric = ", ".join(table.metrics) if table.metrics else "(no results yet)"
     lines = [
         f"# Results: {title}",
         "",
@@ -515,7 +519,7 @@ def _markdown(table: _Table, title: str) -> str:
         "population std of the per-fold out-of-fold scores listed in *CV folds*; *OOF* is the "
         "score over all out-of-fold predictions pooled; *test* is the held-out test set; "
         "*frame* columns score frame-level predictions instead of clip-level ones; *LB* is the "
-        "leaderboard score entered by hand (`sed results --expdir <dir> --set-lb "
+        "leaderboard score entered by hand (`sedkit results --expdir <dir> --set-lb "
         "<family/version> <score>`); `-` means not available. Plot: `cv_vs_lb.png`.",
         "",
         "| " + " | ".join(h for _, h in _MD_COLUMNS) + " |",
@@ -531,7 +535,7 @@ def _markdown(table: _Table, title: str) -> str:
 
 def _cv(df: pd.DataFrame) -> pd.Series:
     """The CV score of each row: the fold mean, or the pooled OOF score when folds are missing."""
-    return df["cv_mean"].where(df["cv_mean"].notna(), df["oof_lwlrap"])
+    return df["cv_mean"].where(df["cv_mean"].notna(), df["oof_score"])
 
 
 def plot_cv_vs_lb(
@@ -594,7 +598,7 @@ def plot_cv_vs_lb(
         ax_lb.text(
             0.5,
             0.5,
-            "no leaderboard scores yet\n\nsed results --set-lb <family/version> <score>",
+            "no leaderboard scores yet\n\nsedkit results --set-lb <family/version> <score>",
             ha="center",
             va="center",
             transform=ax_lb.transAxes,
@@ -763,7 +767,7 @@ def _parse_score(raw: str) -> float | None:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sed results",
+        prog="sedkit results",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Gather <expdir>/<family>/<version>/results.json of every experiment of a recipe "
@@ -774,10 +778,10 @@ def get_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            "  sed results --expdir exp/rfcx\n"
-            "  sed results --expdir exp/rfcx --set-lb eff/v023 0.912\n"
-            "  sed results --set-lb exp/rfcx/eff/v023 0.912   # recipe folder taken from the path\n"
-            "  sed results --expdir exp/rfcx --set-lb eff/v023 none   # clear it\n"
+            "  sedkit results --expdir exp/rfcx\n"
+            "  sedkit results --expdir exp/rfcx --set-lb eff/v023 0.912\n"
+            "  sedkit results --set-lb exp/rfcx/eff/v023 0.912   # recipe folder from the path\n"
+            "  sedkit results --expdir exp/rfcx --set-lb eff/v023 none   # clear it\n"
             "\nexit status: 0 ok, 1 missing folder or experiment or unreadable file, 2 misuse"
         ),
     )

@@ -1,9 +1,10 @@
-"""Stage 5: score an experiment's predictions and record them in ``results.json``."""
+"""Stage 5: score an experiment's predictions with the recipe's metrics into ``results.json``."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from sed.data.corpus import Corpus
-from sed.fileio import write_json
-from sed.metrics.lwlrap import lwlrap
+from sed.fileio import write_csv, write_json
+from sed.metrics.registry import compute
 
 
 def frame_max(h5_path: Path, ids: list[str]) -> np.ndarray:
@@ -23,14 +24,29 @@ def frame_max(h5_path: Path, ids: list[str]) -> np.ndarray:
         return np.stack([np.asarray(h5[r]["frame"]).max(axis=0) for r in ids])
 
 
-def view_scores(h5_path: Path, ids: list[str], truth: np.ndarray) -> dict[str, float]:
-    """lwlrap of each test-time augmentation view's clip scores (empty with one view)."""
+def view_scores(
+    h5_path: Path, ids: list[str], truth: np.ndarray, metric: str = "lwlrap"
+) -> dict[str, float | None]:
+    """``metric`` of each test-time augmentation view's clip scores (empty with one view)."""
     with h5py.File(h5_path, "r") as h5:
         names = [str(v) for v in h5.attrs.get("views", [])]
         if len(names) < 2 or not truth.any():
             return {}
         views = np.stack([np.asarray(h5[r]["clip_views"]) for r in ids])  # (N, V, C)
-    return {name: lwlrap(truth, views[:, v]) for v, name in enumerate(names)}
+    return {name: compute(metric, truth, views[:, v]) for v, name in enumerate(names)}
+
+
+def metric_scores(
+    metrics: Sequence[str], truth: np.ndarray, clip: np.ndarray, frame: np.ndarray | None
+) -> dict[str, float | None]:
+    """Every metric of clip scores (``<name>``) and of frame maxima (``<name>_frame``); None
+    where a metric is undefined on these rows."""
+    out: dict[str, float | None] = {}
+    for m in metrics:
+        out[m] = compute(m, truth, clip)
+        if frame is not None:
+            out[f"{m}_frame"] = compute(m, truth, frame)
+    return out
 
 
 def event_scores(inf: Path, kind: str, ids: list[str], corpus: Corpus) -> dict[str, Any] | None:
@@ -58,20 +74,30 @@ def event_scores(inf: Path, kind: str, ids: list[str], corpus: Corpus) -> dict[s
         zip(corpus.recordings["recording_id"], corpus.recordings["duration"], strict=True)
     )
     overall, per_class = event_report(scores, truth, durations, corpus.classes)
-    per_class.to_csv(inf / f"event_metrics_{kind}.csv")
+    write_csv(inf / f"event_metrics_{kind}.csv", per_class, index=True)
     return {
         k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in overall.items()
     }
 
 
 def score_experiment(
-    expdir: str | Path, corpus: Corpus, recipe: str, checkpoint: str = "best"
+    expdir: str | Path,
+    corpus: Corpus,
+    recipe: str,
+    checkpoint: str = "best",
+    metrics: Sequence[str] = ("lwlrap",),
 ) -> dict[str, Any]:
-    """lwlrap of the out-of-fold predictions (overall and per fold, clip and frame) and of the
-    test submission when the corpus has test labels; written to ``<expdir>/results.json``.
+    """The recipe's ``metrics`` of the out-of-fold predictions (overall and per fold, clip and
+    frame) and of the test submission when the corpus has test labels, written to
+    ``<expdir>/results.json``. The first metric is the headline score (``metric``; per fold,
+    per view, results table).
 
     A leaderboard score already recorded in ``results.json`` (``lb``) is kept.
     """
+    if not metrics:
+        raise ValueError("at least one metric is needed")
+    metrics = list(metrics)
+    head = metrics[0]
     expdir = Path(expdir)
     inf = expdir / "infer" / checkpoint
     oof = pd.read_csv(inf / "oof.csv", dtype={"recording_id": str})
@@ -82,16 +108,16 @@ def score_experiment(
     per_fold = {}
     for k, idx in oof.groupby("fold").indices.items():
         if truth[idx].any():
-            per_fold[str(k)] = lwlrap(truth[idx], scores[idx])
+            per_fold[str(k)] = compute(head, truth[idx], scores[idx])
     result: dict[str, Any] = {
         "recipe": recipe,
         "family": expdir.parent.name,
         "version": expdir.name,
         "checkpoint": checkpoint,
-        "metric": "lwlrap",
+        "metric": head,
+        "metrics": metrics,
         "oof": {
-            "lwlrap": lwlrap(truth, scores),
-            "lwlrap_frame": lwlrap(truth, frame),
+            **metric_scores(metrics, truth, scores, frame),
             "per_fold": per_fold,
             "n_recordings": len(ids),
         },
@@ -101,19 +127,22 @@ def score_experiment(
     }
     sub_path = inf / "submission.csv"
     test_ids = corpus.ids("test")
-    if sub_path.exists() and corpus.has_labels(test_ids):
-        sub = pd.read_csv(sub_path, dtype={"recording_id": str})
-        sub_ids = sub["recording_id"].tolist()
-        t_truth = corpus.clip_truth(sub_ids)
+    if (inf / "test.csv").exists() and corpus.has_labels(test_ids):
         test = pd.read_csv(inf / "test.csv", dtype={"recording_id": str})
         t_ids = test["recording_id"].tolist()
+        t_truth = corpus.clip_truth(t_ids)
+        clip = test[corpus.classes].to_numpy()
+        if sub_path.exists():
+            # scored from the submission itself where its format is the wide clip table: exactly
+            # what would be submitted
+            sub = pd.read_csv(sub_path, dtype={"recording_id": str})
+            if list(sub.columns) == ["recording_id", *corpus.classes]:
+                clip = sub.set_index("recording_id").loc[t_ids, corpus.classes].to_numpy()
         result["test"] = {
-            # scored from submission.csv itself, exactly what would be submitted
-            "lwlrap": lwlrap(t_truth, sub[corpus.classes].to_numpy()),
-            "lwlrap_frame": lwlrap(corpus.clip_truth(t_ids), frame_max(inf / "test.h5", t_ids)),
-            "n_recordings": len(sub_ids),
+            **metric_scores(metrics, t_truth, clip, frame_max(inf / "test.h5", t_ids)),
+            "n_recordings": len(t_ids),
         }
-    per_view = view_scores(inf / "oof.h5", ids, truth)
+    per_view = view_scores(inf / "oof.h5", ids, truth, head)
     if per_view:
         result["oof"]["per_view"] = per_view
     result["oof"]["events"] = event_scores(inf, "oof", ids, corpus)

@@ -11,6 +11,9 @@ from sed.data.rfcx import prepare_rfcx
 from sed.data.synth import SynthConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
+# real field recordings beside the project (../shared/realdata), found from the project root so
+# that a checkout anywhere finds them; tests that need them skip when the folder is absent
+REALDATA = ROOT.parent / "shared" / "realdata"
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -79,7 +80,6 @@ class _Outputs(nn.Module):
 
 
 def export_and_compare(model: nn.Module, path: Path, ts: tuple[int, ...] = (101, 257)) -> None:
-    ort = pytest.importorskip("onnxruntime")
     wrapper = _Outputs(calibrate(model)).eval()  # a wrapper left in training mode would train it
     x = torch.randn(2, N_MELS, 160)
     # the TorchScript exporter: torch.export (dynamo=True) specialises T on these models

@@ -217,12 +217,27 @@ def setup(tmp_path: Path) -> dict:
     }
 
 
-def _run(s: dict, conf: dict, name: str = "ens") -> Path:
+def _run(
+    s: dict, conf: dict, name: str = "ens", metric: str = "lwlrap", writer: str = "kaggle"
+) -> Path:
     tmp = s["tmp"]
     conf_path = tmp / f"{name}.yaml"
     conf_path.write_text(yaml.safe_dump(conf))
     out = tmp / "exp/rfcx/ensemble" / name
-    rc = cli.main(["--conf", str(conf_path), "--datadir", str(tmp / "data"), "--outdir", str(out)])
+    rc = cli.main(
+        [
+            "--conf",
+            str(conf_path),
+            "--datadir",
+            str(tmp / "data"),
+            "--outdir",
+            str(out),
+            "--metric",
+            metric,
+            "--writer",
+            writer,
+        ]
+    )
     assert rc == 0
     return out
 
@@ -255,7 +270,7 @@ def test_cli_mean_ensemble_outputs(setup: dict) -> None:
     # the ensemble shows up in the recipe's results table as ensemble/ens
     table = collect_results(s["tmp"] / "exp/rfcx")
     row = table.set_index("experiment").loc["ensemble/ens"]
-    assert row["oof_lwlrap"] == pytest.approx(w["oof_lwlrap"])
+    assert row["oof_score"] == pytest.approx(w["oof_lwlrap"])
     assert row["cv_folds"].count(" ") == 3  # four folds
 
 
@@ -270,12 +285,43 @@ def test_cli_weight_search(setup: dict) -> None:
     assert [m["weight_config"] for m in w["members"]] == [0.5, 0.5]
 
 
+def test_cli_uses_the_recipes_metric_and_writer(setup: dict) -> None:
+    """Another recipe's metric drives the weight search and scores; its writer writes."""
+    s = setup
+    exps = [str(s["tmp"] / "exp/rfcx/a/v1"), str(s["tmp"] / "exp/rfcx/b/v2")]
+    out = _run(s, {"experiments": exps, "search_weights": True}, "auc", "macro_roc_auc", "long_csv")
+    w = json.loads((out / "weights.json").read_text())
+    result = json.loads((out / "results.json").read_text())
+    assert result["metric"] == "macro_roc_auc" and "lwlrap" not in result["oof"]
+    mix = pd.read_csv(out / "oof.csv")[CLASSES].to_numpy()
+    from sklearn.metrics import roc_auc_score
+
+    keep = s["truth"].sum(0) > 0
+    expected = roc_auc_score(s["truth"][:, keep], mix[:, keep], average="macro")
+    assert w["oof_macro_roc_auc"] == pytest.approx(expected, abs=1e-9)
+    assert result["oof"]["macro_roc_auc"] == pytest.approx(expected, abs=1e-9)
+    sub = pd.read_csv(out / "submission.csv")
+    assert list(sub.columns) == ["recording_id", "label", "score"]
+    assert len(sub) == len(s["test_ids"]) * len(CLASSES)
+
+
 def test_cli_errors(setup: dict, capsys: pytest.CaptureFixture[str]) -> None:
     s = setup
     bad = s["tmp"] / "bad.yaml"
     bad.write_text(yaml.safe_dump({"experiments": ["exp/x"], "serch_weights": True}))
     rc = cli.main(
-        ["--conf", str(bad), "--datadir", str(s["tmp"] / "data"), "--outdir", str(s["tmp"] / "o")]
+        [
+            "--conf",
+            str(bad),
+            "--datadir",
+            str(s["tmp"] / "data"),
+            "--outdir",
+            str(s["tmp"] / "o"),
+            "--metric",
+            "lwlrap",
+            "--writer",
+            "kaggle",
+        ]
     )
     assert rc == 2
     err = capsys.readouterr().err

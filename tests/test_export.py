@@ -1,4 +1,4 @@
-"""``sed export``: ONNX files that carry their metadata and score like torch (onnxruntime)."""
+"""``sedkit export``: ONNX files that carry their metadata and score like torch (onnxruntime)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ import torch
 from test_sed_infer import CLASSES, FEATS, chirps, make_experiment
 
 from sed.bin.cli import main as sed_main
-from sed.infer.stream import load_experiment
-
-pytest.importorskip("onnxruntime")
 from sed.infer.onnx_backend import OnnxFrontend, OnnxScorer, load_onnx, read_metadata
+from sed.infer.stream import load_experiment
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +64,8 @@ def test_onnx_scores_match_torch_for_any_batch_and_length(setup: dict[str, Path]
     for batch, t in ((1, 150), (3, 301), (2, 64)):  # dynamic batch and time axes
         x = (rng.normal(size=(batch, FEATS.n_mels, t)) * 3 - 4).astype(np.float32)
         a, b = torch_model.scorer(x), onnx_model.scorer(x)
-        assert b.frame.shape == (batch, t // 32, len(CLASSES))
+        # (members, batch, frames, classes): the file is one member, like one fold
+        assert b.frame.shape == a.frame.shape == (1, batch, t // 32, len(CLASSES))
         assert a.frame.std() > 1e-3  # not a comparison of constants
         np.testing.assert_allclose(b.clip, a.clip, atol=1e-4)
         np.testing.assert_allclose(b.frame, a.frame, atol=1e-4)
@@ -117,7 +116,7 @@ def test_foreign_onnx_file_is_refused(tmp_path: Path, capsys) -> None:
     with pytest.raises(ValueError, match="no sed metadata"):
         load_onnx(path)
     assert sed_main(["infer", str(path), str(tmp_path), "--outdir", str(tmp_path / "o")]) == 1
-    assert "sed export" in capsys.readouterr().err
+    assert "sedkit export" in capsys.readouterr().err
 
 
 def test_int8_export_scores_like_torch(setup: dict[str, Path], tmp_path: Path, capsys) -> None:
@@ -138,7 +137,7 @@ def test_int8_export_scores_like_torch(setup: dict[str, Path], tmp_path: Path, c
     assert len(int8) >= 10  # the convolution weights
     assert read_metadata(out)["sed.precision"] == "int8"
     assert read_metadata(setup["plain"])["sed.precision"] == "float32"
-    # sed infer runs it; clip scores stay near torch's
+    # sedkit infer runs it; clip scores stay near torch's
     res = tmp_path / "res"
     assert sed_main(["infer", str(out), str(setup["audio"]), "--outdir", str(res),
                      "--no_progress"]) == 0  # fmt: skip
@@ -174,3 +173,38 @@ def test_cpu_batch_size_is_the_default_off_cuda(setup: dict[str, Path]) -> None:
     assert load_onnx(setup["plain"]).predictor().batch_size == default
     assert load_experiment(setup["expdir"], "best", device="cpu").predictor().batch_size == default
     assert load_experiment(setup["expdir"], "best").predictor(batch_size=3).batch_size == 3
+
+
+@pytest.mark.parametrize("kind", ["float32", "int8"])
+def test_failed_check_leaves_out_untouched(
+    setup: dict[str, Path], tmp_path: Path, capsys, kind: str
+) -> None:
+    # a good file from an earlier export sits at --out; this export fails its check (tolerance
+    # 0: onnxruntime never matches torch to the last bit, and int8 never does)
+    out = tmp_path / "model.onnx"
+    out.write_bytes(setup["frontend"].read_bytes())  # not what this export would write
+    before = out.read_bytes()
+    argv = ["export", "--expdir", str(setup["expdir"]), "--fold", "1", "--out", str(out)]
+    if kind == "int8":
+        argv += ["--int8", "--calibration", str(setup["audio"]), "--calibration_windows", "4"]
+        argv += ["--int8_tolerance", "0"]
+    else:
+        argv += ["--tolerance", "0"]
+    assert sed_main(argv) == 1
+    assert out.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left beside it
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["max_abs_diff" if kind == "float32" else "int8_max_prob_diff"] > 0
+    assert "differ" in captured.err and f"{out} was not written" in captured.err
+    assert read_metadata(out)["sed.frontend"] == "onnx"
+
+
+def test_passing_export_replaces_out(setup: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"an older export")
+    argv = ["export", "--expdir", str(setup["expdir"]), "--fold", "0", "--out", str(out)]
+    assert sed_main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(out)
+    assert read_metadata(out)["sed.fold"] == "0"
+    assert list(tmp_path.iterdir()) == [out]

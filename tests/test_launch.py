@@ -73,6 +73,21 @@ def test_local_job_range_substitutes_log_and_command(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["t.2.log", "t.3.log", "t.4.log"]
 
 
+def test_local_substitutes_only_the_named_placeholder(tmp_path: Path) -> None:
+    """A path holding "JOB" stays intact when the caller names another placeholder (run.sh does
+    when its paths contain JOB)."""
+    base = tmp_path / "JOBS it's"
+    proc = local(
+        "JOB1=0:1", f"{base}/foldJOB1/t.log", "echo", f"{base}/foldJOB1", "--fold", "JOB1",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for k in (0, 1):
+        lines = (base / f"fold{k}" / "t.log").read_text().splitlines()
+        assert lines[2] == f"{base}/fold{k} --fold {k}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["JOBS it's"]
+
+
 def test_local_job_list_runs_only_the_listed_indices(tmp_path: Path) -> None:
     proc = local("JOB=0,3,5:6", "l/JOB.log", "true", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -269,6 +284,21 @@ def sbatch_directives(script: str) -> list[str]:
     return [
         line.removeprefix("#SBATCH ") for line in script.splitlines() if line.startswith("#SBATCH")
     ]
+
+
+def test_slurm_named_placeholder_keeps_paths_with_job(tmp_path: Path) -> None:
+    from sed.launch.slurm import parse_args
+
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("command sbatch --export=ALL\n")
+    log = tmp_path / "JOBS" / "foldJOB1" / "train.log"
+    job, _ = parse_args(
+        ["--config", str(conf), "JOB1=0:1", str(log), "train", "--out", "/x/JOBS/foldJOB1"]
+    )
+    assert job.ids == [0, 1] and job.token == "JOB1"
+    assert job.task_log(1) == tmp_path / "JOBS" / "fold1" / "train.log"
+    assert '/x/JOBS/fold"${JOB}"' in job.script()
+    assert job_script_path(log, job.token) == tmp_path / "JOBS" / "foldJOB1.train.sbatch"
 
 
 def test_job_script_has_the_array_output_signal_and_mapped_flags(tmp_path: Path) -> None:

@@ -275,6 +275,20 @@ def test_events_checks_are_skipped_without_context() -> None:
     events.loc[0, "label"] = "unknown"
     events.loc[0, "offset"] = 1000.0
     validate_events(events)  # no recordings, no classes: only self-contained checks
+    # each context turns its own check on, and the row is really at fault for each
+    with pytest.raises(ManifestError, match="'unknown' is not in classes") as exc:
+        validate_events(events, classes=CLASSES, path="ev.csv")
+    _expect(exc, "ev.csv", 2, "label")
+    with pytest.raises(ManifestError, match="duration") as exc:
+        validate_events(events, recordings=_recordings(), path="ev.csv")
+    _expect(exc, "ev.csv", 2, "offset")
+    # ids alone enable the unknown-recording check, not the duration check
+    validate_events(events, recordings=["00204008d", "0123", "abc"])
+    # the self-contained checks still run without context
+    events.loc[1, "offset"] = -1.0
+    with pytest.raises(ManifestError, match="offset") as exc:
+        validate_events(events, path="ev.csv")
+    _expect(exc, "ev.csv", 3, "offset")
 
 
 def test_classes_errors(tmp_path: Path) -> None:

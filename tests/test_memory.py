@@ -32,7 +32,6 @@ SCENARIO = textwrap.dedent(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc only")
 def test_release_free_memory_returns_fragmented_heap_pages() -> None:
-    pytest.importorskip("ctypes")
     from sed.utils.memory import heap_free_bytes
 
     if heap_free_bytes() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import re
@@ -133,20 +134,59 @@ def test_group_config_errors() -> None:
 
 @pytest.mark.parametrize("name,params", [("adam", {}), ("adamw", {}), ("sgd", {"momentum": 0.9})])
 def test_optimizers_step_and_resume(name: str, params: dict) -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    loss = build_loss("center", {"lr": 0.5}, embedding_dim=2, n_classes=3)
+    """A checkpoint of model, loss and optimizer, loaded into freshly built ones, carries every
+    state tensor to the same parameter, and the next steps match the uninterrupted run's."""
     conf = OptimConf(
         name=name, lr=0.01, params=params, groups=[{"pattern": r"^model\.1", "lr": 0.1}]
     )
-    opt = build_optimizer(model, conf, loss)
-    out = model(torch.randn(4, 3))
-    (out.pow(2).mean() + loss.centers.pow(2).mean()).backward()
-    opt.step()
-    # a checkpoint made by this optimizer loads into a freshly built one
-    fresh = build_optimizer(model, conf, loss)
-    fresh.load_state_dict(opt.state_dict())
+
+    def build(seed: int) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+        loss = build_loss("center", {"lr": 0.5}, embedding_dim=2, n_classes=3)
+        return model, loss, build_optimizer(model, conf, loss)
+
+    def step(model: nn.Module, loss: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor):
+        opt.zero_grad()
+        (model(x).pow(2).mean() + loss.centers.pow(2).mean()).backward()
+        opt.step()
+
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(4, 3, generator=gen) for _ in range(4)]
+    model, loss, opt = build(0)
+    for x in inputs[:2]:
+        step(model, loss, opt, x)
+    ckpt = copy.deepcopy(
+        {"model": model.state_dict(), "loss": loss.state_dict(), "optim": opt.state_dict()}
+    )
+
+    # resumed: other initial weights (seed 1), everything replaced by the checkpoint
+    model2, loss2, fresh = build(1)
+    model2.load_state_dict(ckpt["model"])
+    loss2.load_state_dict(ckpt["loss"])
+    fresh.load_state_dict(ckpt["optim"])
     assert [g["lr"] for g in fresh.param_groups] == [0.01, 0.1, 0.5]
+    # the same state tensors (moments, step counts, momentum buffers) on the same parameters
+    ours, theirs = dict(named_trainable(model, loss)), dict(named_trainable(model2, loss2))
+    assert ours.keys() == theirs.keys()
+    for n in ours:
+        a, b = opt.state[ours[n]], fresh.state[theirs[n]]
+        assert a and a.keys() == b.keys(), n
+        for k in a:
+            assert torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])), f"{n}: {k}"
+
+    # a run that lost the optimizer state (same weights, a new optimizer) steps elsewhere
+    model3, loss3, stateless = build(1)
+    model3.load_state_dict(ckpt["model"])
+    loss3.load_state_dict(ckpt["loss"])
+    for x in inputs[2:]:
+        step(model, loss, opt, x)
+        step(model2, loss2, fresh, x)
+        step(model3, loss3, stateless, x)
+    lost = dict(named_trainable(model3, loss3))
+    for n in ours:
+        assert torch.equal(ours[n], theirs[n]), f"{n} differs after resuming"
+    assert any(not torch.allclose(ours[n], lost[n], rtol=0, atol=1e-6) for n in ours)
 
 
 # ------------------------------------------------------------------------------- schedulers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.metrics import fbeta_score
 
 from sed.infer.postprocess import (
@@ -68,12 +69,41 @@ def test_kernel_rejects_bad_kernels() -> None:
             kernel_smooth(np.zeros((4, 1)), bad)
 
 
-def test_smooth_frames_median_then_kernel() -> None:
+def reference_smooth(x: np.ndarray, lengths: list[int], kernel: list[float]) -> np.ndarray:
+    """Median (per-class lengths) then normalised kernel, with numpy only (no scipy.ndimage,
+    which the code under test uses): edge padding, explicit windows, np.median and a dot."""
+    med = np.empty_like(x)
+    for c, n in enumerate(lengths):
+        padded = np.pad(x[:, c], n // 2, mode="edge")
+        med[:, c] = np.median(sliding_window_view(padded, n), axis=1)
+    w = np.asarray(kernel, dtype=np.float64) / np.sum(kernel)
+    h = len(w) // 2
+    windows = sliding_window_view(np.pad(med, ((h, h), (0, 0)), mode="edge"), len(w), axis=0)
+    return windows @ w  # (T, C, K) @ (K,): windows[t, c, k] = med[t + k - h, c]
+
+
+def test_smooth_frames_median_then_kernel_by_hand() -> None:
+    x = np.array([0, 0, 1, 0, 0, 1, 1, 1, 0], dtype=float)[:, None]
+    # median 3: [0 0 0 0 0 1 1 1 0]; then [1 2 1] / 4 with the end frames repeated
+    want = [0, 0, 0, 0, 0.25, 0.75, 1.0, 0.75, 0.25]
+    np.testing.assert_allclose(smooth_frames(x, median=3, kernel=[1, 2, 1])[:, 0], want)
+    # the other order would keep the lone spike at t=2 as a bump: the order is observable
+    assert reference_smooth(x, [1], [1, 2, 1])[2, 0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("lengths", [[5, 5, 5], [1, 3, 7]])
+@pytest.mark.parametrize("kernel", [[1, 2, 1], [0.1, 0.2, 0.4, 0.2, 0.1], [0, 0, 3]])
+def test_smooth_frames_matches_an_independent_computation(
+    lengths: list[int], kernel: list[float]
+) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((20, 3))
+    median = lengths if len(set(lengths)) > 1 else lengths[0]
     np.testing.assert_allclose(
-        smooth_frames(x, median=5, kernel=[1, 2, 1]), kernel_smooth(median_smooth(x, 5), [1, 2, 1])
+        smooth_frames(x, median=median, kernel=kernel), reference_smooth(x, lengths, kernel)
     )
+    np.testing.assert_allclose(median_smooth(x, median), reference_smooth(x, lengths, [1]))
+    np.testing.assert_allclose(kernel_smooth(x, kernel), reference_smooth(x, [1, 1, 1], kernel))
     np.testing.assert_array_equal(smooth_frames(x), x)
     with pytest.raises(ValueError):
         smooth_frames(np.zeros(5))

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import label_ranking_average_precision_score
 
+from sed.data.corpus import Corpus
 from sed.data.synth import SynthConfig, generate
+from sed.metrics.baseline import corpus_prior_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,24 +64,40 @@ def test_bad_values_fail_clearly(tmp_path: Path) -> None:
 
 
 TINY = """\
-# tiny: a few steps of a very small CNN, for the end-to-end test
+# tiny: a very small CNN trained just long enough to learn the species, for the end-to-end test
 base: conf/cnn/demo.yaml
 features: {speed_perturb: [1.1]}
 data: {folds: 2, crop_seconds: 2.0}
-model: {name: cnn14_att, params: {widths: [4, 8], time_pools: [2, 2]}}
-train: {max_steps: 4, batch_size: 4, eval_every_steps: 2, log_every_steps: 1}
+model: {name: cnn14_att, params: {widths: [8, 16], time_pools: [2, 2]}}
+scheduler: {params: {warmup_steps: 4}}
+train: {max_steps: 200, batch_size: 8, eval_every_steps: 50, log_every_steps: 10}
 infer: {window_seconds: 2.0, hop_seconds: 1.0}
 """
+# One species per recording and no decoys: a corpus a model can learn in 200 steps, on which the
+# class-prior predictor ranks the right species first only for the commonest one. Measured
+# (seed 3, 2 CPU cores): the prior scores lwlrap 0.611 on the test recordings and 0.490 out of
+# fold; the model 0.917 and 0.969 through this recipe (0.852 and ~0.89 in a run outside it).
+# The margins leave >= 0.09 of slack for run-to-run noise, and a model that learned nothing
+# fails them: the best constant ranking of the 4 classes scores 0.639 on these test recordings,
+# and the same model after 4 steps (this test's old budget) 0.607 (folds 0.594 / 0.542).
+SYNTH = SynthConfig(
+    n_species=4,
+    n_train=16,
+    n_test=20,
+    duration=6.0,
+    sample_rate=16000,
+    seed=3,
+    species_per_recording=(1, 1),
+    decoy_rate=0.0,
+    snr_db=(3.0, 20.0),
+)
+TEST_MARGIN, OOF_MARGIN = 0.15, 0.25
 
 
 @pytest.mark.slow
 def test_rfcx_recipe_end_to_end(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    generate(
-        raw,
-        SynthConfig(n_species=4, n_train=8, n_test=5, duration=6.0, sample_rate=16000, seed=3),
-        progress=False,
-    )
+    generate(raw, SYNTH, progress=False)
     conf = tmp_path / "conf" / "cnn" / "tiny.yaml"
     conf.parent.mkdir(parents=True)
     conf.write_text(textwrap.dedent(TINY))
@@ -117,7 +135,15 @@ def test_rfcx_recipe_end_to_end(tmp_path: Path) -> None:
         truth[keep], scores[keep], sample_weight=truth[keep].sum(1)
     )
     assert result["test"]["lwlrap"] == pytest.approx(expected, abs=1e-9)
-    assert 0 < result["oof"]["lwlrap"] <= 1 and set(result["oof"]["per_fold"]) == {"0", "1"}
+    assert set(result["oof"]["per_fold"]) == {"0", "1"}
+    # the model learned: it beats the constant class-prior predictor by a wide margin, on the
+    # test recordings and out of fold
+    (manifests,) = {p.parent for p in (work / "data").rglob("folds.csv")}  # stage 0's output
+    prior = corpus_prior_baseline(Corpus.load(manifests))
+    print(f"lwlrap test {result['test']['lwlrap']:.4f} oof {result['oof']['lwlrap']:.4f}; "
+          f"prior test {prior['test_lwlrap']:.4f} oof {prior['oof_lwlrap']:.4f}")  # fmt: skip
+    assert result["test"]["lwlrap"] >= prior["test_lwlrap"] + TEST_MARGIN, (result, prior)
+    assert result["oof"]["lwlrap"] >= prior["oof_lwlrap"] + OOF_MARGIN, (result, prior)
     # stage 4 event outputs and stage 5 event metrics
     thresholds = json.loads((inf / "thresholds.json").read_text())
     assert set(thresholds) == {"s0", "s1", "s2", "s3"}

@@ -99,10 +99,10 @@ def test_values(tree: Path) -> None:
     assert demo["cv_mean"] == pytest.approx(0.91)
     assert demo["cv_std"] == pytest.approx(0.01)
     assert demo["cv_folds"] == "0.900 0.920"
-    assert demo["oof_lwlrap"] == 0.91
-    assert demo["oof_lwlrap_frame"] == 0.89
-    assert demo["test_lwlrap"] == 0.90
-    assert demo["test_lwlrap_frame"] == 0.88
+    assert demo["oof_score"] == 0.91
+    assert demo["oof_score_frame"] == 0.89
+    assert demo["test_score"] == 0.90
+    assert demo["test_score_frame"] == 0.88
     assert math.isnan(demo["lb"])
     assert demo["created"] == "2026-11-22T10:00:00"
 
@@ -110,14 +110,14 @@ def test_values(tree: Path) -> None:
     assert base["cv_folds"] == "0.800 0.900 0.700"  # fold 0, 2, 10
     assert base["cv_mean"] == pytest.approx(0.8)
     assert base["cv_std"] == pytest.approx(np.std([0.8, 0.9, 0.7]))
-    assert math.isnan(base["oof_lwlrap_frame"])
-    assert math.isnan(base["test_lwlrap"])
-    assert math.isnan(base["test_lwlrap_frame"])
+    assert math.isnan(base["oof_score_frame"])
+    assert math.isnan(base["test_score"])
+    assert math.isnan(base["test_score_frame"])
     assert base["lb"] == 0.85
 
     aaa = df.set_index("experiment").loc["aaa/v1_lr3e-4"]
     assert aaa["cv_std"] == 0.0
-    assert math.isnan(aaa["test_lwlrap"])
+    assert math.isnan(aaa["test_score"])
 
 
 def test_bad_files_warn_and_are_skipped(tree: Path) -> None:
@@ -207,8 +207,8 @@ def test_csv(tree: Path) -> None:
     df = pd.read_csv(csv_path)
     assert list(df.columns) == COLUMNS
     assert df["experiment"].tolist() == ["aaa/v1_lr3e-4", "cnn/base", "cnn/demo"]
-    assert df["oof_lwlrap"].tolist() == [0.5, 0.8, 0.91]
-    assert df["test_lwlrap"].isna().tolist() == [True, True, False]
+    assert df["oof_score"].tolist() == [0.5, 0.8, 0.91]
+    assert df["test_score"].isna().tolist() == [True, True, False]
 
 
 def _leftovers(root: Path) -> list[Path]:
@@ -336,7 +336,7 @@ CONFS = {
 
 
 def _results_json(family: str, version: str, folds: dict[str, float], lb: float | None) -> dict:
-    """What sed.metrics.scoring.score_experiment writes, key for key."""
+    """What sed.scoring.score_experiment writes, key for key."""
     return {
         "recipe": "rfcx",
         "family": family,

@@ -10,17 +10,13 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from sed.features.audio import AudioError, load_audio
+from sed.features.audio import AudioError, load_audio, speed_perturb
 from sed.features.frontend import LogMel
-from sed.frames import window_starts
+from sed.frames import FrameGrid, window_starts
+from sed.infer.engine import TorchScorer, Windower
 from sed.infer.sliding import predict_recording
-from sed.infer.stream import (
-    FeatureStream,
-    StreamingPredictor,
-    TorchScorer,
-    Windower,
-    iter_audio_blocks,
-)
+from sed.infer.stream import FeatureStream, FrameSkip, StreamingPredictor, iter_audio_blocks
+from sed.infer.tta import View, merge_views, predict_dump_views
 from sed.models import TINY, build_model
 
 SR, N_FFT, HOP, N_MELS = 16000, 512, 160, 32  # n_fft/2 is not a whole number of hops on purpose
@@ -64,6 +60,14 @@ class EnergyModel(nn.Module):
         frame = torch.stack([e, -e], dim=-1)  # (B, T', 2)
         act = g[:, :4].mean(dim=1, keepdim=True).transpose(1, 2) / 10  # (B, T', 1)
         return {"clip_logits": frame.mean(dim=1), "frame_logits": frame, "activity_logits": act}
+
+
+class Flipped(EnergyModel):
+    """EnergyModel with its classes swapped: high scores where EnergyModel's are low."""
+
+    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().forward(feats)
+        return {k: v.flip(-1) if k != "activity_logits" else v for k, v in out.items()}
 
 
 def tiny_effnet(seed: int = 0, activity_head: bool = False) -> nn.Module:
@@ -230,14 +234,68 @@ def test_activity_gating_multiplies_frame_scores() -> None:
     np.testing.assert_allclose(gated.clip, plain.clip)  # clip scores are not gated
 
 
-def test_fold_scores_are_averaged() -> None:
+def test_fold_scores_are_kept_apart_then_averaged() -> None:
+    """Each fold is a member: window scores per fold, recording scores averaged at the end (the
+    fold mean of each fold's window maximum, as stage 3 averages folds)."""
     a, b = tiny_effnet(seed=3), tiny_effnet(seed=4)
     x = frontend()(torch.from_numpy(noise(2.0, seed=1)))[None].repeat(2, 1, 1).numpy()
     sa, sb = TorchScorer([a])(x), TorchScorer([b])(x)
     both = TorchScorer([a, b])(x)
-    np.testing.assert_allclose(both.clip, (sa.clip + sb.clip) / 2, atol=1e-6)
-    np.testing.assert_allclose(both.frame, (sa.frame + sb.frame) / 2, atol=1e-6)
+    assert both.clip.shape == (2, 2, 3) and sa.clip.shape == (1, 2, 3)
+    np.testing.assert_allclose(both.clip, np.concatenate([sa.clip, sb.clip]), atol=1e-6)
+    np.testing.assert_allclose(both.frame, np.concatenate([sa.frame, sb.frame]), atol=1e-6)
     assert both.activity is None
+    # two folds whose best windows differ: one scores loud frames high, the other quiet ones
+    a, b = EnergyModel(), Flipped()
+    wave = noise(6.1, seed=8)
+    ra, rb = predictor(a).predict_wave(wave), predictor(b).predict_wave(wave)
+    p = StreamingPredictor(frontend(), TorchScorer([a, b]), SR, N_FFT, HOP, 2.0, 1.5, 3)
+    r = p.predict_wave(wave)
+    np.testing.assert_allclose(r.clip, (ra.clip + rb.clip) / 2, atol=1e-6)
+    np.testing.assert_allclose(r.frame, (ra.frame + rb.frame) / 2, atol=1e-6)
+    np.testing.assert_allclose(r.window_clip, (ra.window_clip + rb.window_clip) / 2, atol=1e-6)
+    # not the max over windows of the fold-mean window scores: the two differ on this input
+    assert np.abs(r.clip - r.window_clip.max(axis=0)).max() > 1e-4
+
+
+@pytest.mark.parametrize("seconds", [7.3, 1.1])
+def test_streamed_views_equal_dump_views(seconds: float) -> None:
+    """Speed and shift views streamed from audio give stage 3's view scores on the features of
+    the speed-perturbed whole signal (stage 1's dumps), merged by the same rule; 1.1 s is shorter
+    than the 2.5 s shift."""
+    model = EnergyModel()
+    wave = noise(seconds, seed=6)
+    views = [View(), View(0.9), View(1.0, 2.5), View(1.1, 0.5)]
+    p = predictor(model, block_seconds=0.9, views=views, clip_score="frame_max")
+    res = p.predict_wave(wave)
+    fe, grid = frontend(), FrameGrid(SR, HOP)
+
+    def read(speed: float) -> np.ndarray:
+        with torch.no_grad():
+            return fe(torch.from_numpy(speed_perturb(wave, SR, speed))).numpy()
+
+    items = predict_dump_views(p.engine, read, views, grid)
+    merged = merge_views(items, read(1.0).shape[1], p.reduction, "frame_max")
+    assert res.views == ["orig", "speed0.9", "shift2.5", "speed1.1_shift0.5"]
+    np.testing.assert_allclose(res.clip_views, merged.clip_views[0], atol=1e-4)
+    np.testing.assert_allclose(res.clip, merged.clip[0], atol=1e-4)
+    np.testing.assert_allclose(res.frame, merged.frame[0], atol=1e-4)
+    if seconds > 3:  # the views differ, so the comparison is not of one view four times
+        orig, slow = merged.frame_views[0][0], merged.frame_views[0][1]
+        ok = ~np.isnan(slow)
+        assert np.abs(orig[ok] - slow[ok]).max() > 1e-3
+
+
+def test_frame_skip_drops_the_shift_or_keeps_the_last_output_frame() -> None:
+    frames = np.arange(40, dtype=np.float32)[None]
+    skip = FrameSkip(8, 4)
+    got = [skip.push(frames[:, i : i + 3], last=i + 3 >= 40) for i in range(0, 40, 3)]
+    np.testing.assert_array_equal(np.concatenate([g for g in got if g.size], axis=1), frames[:, 8:])
+    assert skip.applied == 8
+    short = FrameSkip(8, 4)
+    assert short.push(frames[:, :5]).size == 0
+    np.testing.assert_array_equal(short.push(frames[:, 5:10], last=True), frames[:, 6:10])
+    assert short.applied == 6  # 10 frames: all but the last r = 4
 
 
 def test_unreadable_and_empty_files_raise_audio_error(tmp_path: Path) -> None:

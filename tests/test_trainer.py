@@ -19,7 +19,7 @@ from sed.data.corpus import Corpus
 from sed.infer.experiment import load_fold_model
 from sed.train import fold as fold_mod
 from sed.train.checkpoint import load_checkpoint
-from sed.train.fold import train_fold
+from sed.train.fold import build_model_from_config, train_fold
 from sed.train.trainer import EXIT_PREEMPTED, NonFiniteLoss, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,14 +177,39 @@ def test_nonfinite_losses_stop_the_run(
         train_fold(cfg, 0, Corpus.load(data), dump, tmp_path, sources, progress=False)
 
 
+def record_initial_weights(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, torch.Tensor]]:
+    """Make train_fold keep a copy of each model's weights as built, before any step."""
+    built: list[dict[str, torch.Tensor]] = []
+    real = fold_mod.build_model_from_config
+
+    def build(*args, **kwargs) -> torch.nn.Module:
+        model = real(*args, **kwargs)
+        built.append(copy.deepcopy(model.state_dict()))
+        return model
+
+    monkeypatch.setattr(fold_mod, "build_model_from_config", build)
+    return built
+
+
 def test_noise_class_is_trained_and_dropped_from_outputs(
-    prepared: tuple[Path, Path], tmp_path: Path
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, dump = prepared
     corpus = Corpus.load(data)
+    initial = record_initial_weights(monkeypatch)
     cfg, sources = config("data.noise_class=true data.random_crop_prob=0.5 train.max_steps=2")
     train_fold(cfg, 0, corpus, dump, tmp_path, sources, progress=False)
     n = len(corpus.classes)
+    # the noise output got gradient steps: its row of every output layer (the tensors that an
+    # n-class model sizes differently) moved from its initial value
+    (init,) = initial
+    final = weights(tmp_path / "fold0" / "checkpoints" / "last.pt")
+    plain = build_model_from_config(cfg, n).state_dict()
+    heads = [k for k, v in init.items() if v.shape != plain[k].shape]
+    assert heads and all(init[k].shape[0] == n + 1 for k in heads), heads
+    for k in heads:
+        moved = (final[k][n] - init[k][n]).abs().max().item()
+        assert moved > 1e-4, f"{k}: noise row moved by {moved:g}"
     model, _, _ = load_fold_model(tmp_path, 0, "last", torch.device("cpu"))
     x = torch.randn(2, cfg.features.n_mels, 64)
     assert model.model(x)["clip_logits"].shape == (2, n + 1)  # trained with the noise output
@@ -193,14 +218,19 @@ def test_noise_class_is_trained_and_dropped_from_outputs(
 
 
 def test_waveform_model_trains_with_waveform_augmentation(
-    prepared: tuple[Path, Path], tmp_path: Path
+    prepared: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, dump = prepared
     corpus = Corpus.load(data)
+    initial = record_initial_weights(monkeypatch)
     aug = "augment=[{name: gaussian_noise, p: 0.5}, {name: time_mask, p: 0.5, max_seconds: 0.1}]"
     cfg, sources = config("model.params.frontend=true", aug, "train.max_steps=4")
     result = train_fold(cfg, 0, corpus, dump, tmp_path, sources, progress=False)
     assert result["steps"] == 4 and np.isfinite(result["best"])
+    # trained: the steps changed the weights
+    (init,) = initial
+    final = weights(tmp_path / "fold0" / "checkpoints" / "last.pt")
+    assert any(not torch.allclose(final[k], v) for k, v in init.items() if v.is_floating_point())
     model, _, _ = load_fold_model(tmp_path, 0, "last", torch.device("cpu"))
     wave = torch.randn(1, cfg.features.sample_rate)
     assert (

@@ -16,7 +16,7 @@ from sed.data.corpus import Corpus
 from sed.frames import FrameGrid
 from sed.infer.experiment import infer_experiment
 from sed.infer.tta import View, combine_views, parse_views, predict_views
-from sed.metrics.scoring import score_experiment
+from sed.scoring import score_experiment
 from sed.train.fold import train_fold
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,8 @@
-"""Stage 1: log-mel features of every recording into HDF5 (and speed-perturbed copies)."""
+"""Stage 1: log-mel features of every recording into HDF5 (and speed-perturbed copies).
+
+Exit status: 0 on success (undecodable files are listed in ``<feat_dir>/skipped.csv``), 2 on a
+bad config or manifest, or, with ``--strict``, at the first unusable audio file.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import sys
 from pathlib import Path
 
 from sed.bin.common import add_config_args, config_from_args, setup_logging
-from sed.data.manifest import read_recordings
+from sed.data.manifest import ManifestError, read_recordings
+from sed.features.audio import AudioError
 from sed.features.dump import dump_features, feature_name
 from sed.fileio import write_text
 
@@ -18,11 +23,16 @@ log = logging.getLogger("sed.dump")
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     add_config_args(p)
-    p.add_argument("--datadir", default="data/rfcx", help="manifests of stage 0")
-    p.add_argument("--dumpdir", default="dump/rfcx", help="root of the feature dumps")
+    p.add_argument("--datadir", required=True, help="manifests of stage 0 (data/<recipe>/...)")
+    p.add_argument("--dumpdir", required=True, help="root of the feature dumps (dump/<recipe>/...)")
     p.add_argument("--nj", type=int, default=1, help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="redo complete dumps")
-    p.add_argument("--strict", action="store_true", help="stop at the first undecodable file")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first missing, undecodable or non-finite audio file (exit 2) instead "
+        "of listing it in skipped.csv",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -31,17 +41,24 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging()
     cfg, _ = config_from_args(args)
-    recordings = read_recordings(Path(args.datadir) / "recordings.csv")
     feat_dir = Path(args.dumpdir) / feature_name(cfg.features)
-    summary = dump_features(
-        recordings,
-        cfg.features,
-        feat_dir,
-        nj=args.nj,
-        overwrite=args.overwrite,
-        strict=args.strict,
-        progress=not args.no_progress,
-    )
+    try:
+        recordings = read_recordings(Path(args.datadir) / "recordings.csv")
+        # a run that stops half-way must not leave an old marker vouching for the folder
+        (feat_dir / ".done").unlink(missing_ok=True)
+        summary = dump_features(
+            recordings,
+            cfg.features,
+            feat_dir,
+            nj=args.nj,
+            overwrite=args.overwrite,
+            strict=args.strict,
+            progress=not args.no_progress,
+        )
+    except (ManifestError, AudioError) as e:
+        hint = " (--strict: stopped at the first bad file)" if isinstance(e, AudioError) else ""
+        print(f"dump: error: {e}{hint}", file=sys.stderr)
+        return 2
     log.info(
         "features in %s: %d recordings extracted, %d skipped (see skipped.csv), speeds %s",
         feat_dir,

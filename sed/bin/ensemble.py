@@ -1,7 +1,7 @@
 """Stage 4 (ensembles): combine several experiments' predictions into one submission.
 
-    python -m sed.bin.ensemble --conf conf/ensemble/example.yaml --datadir data/rfcx \\
-        --outdir exp/rfcx/ensemble/example
+    python -m sed.bin.ensemble --conf conf/ensemble/example.yaml --datadir data/<recipe>/<corpus> \\
+        --outdir exp/<recipe>/ensemble/example --metric <metric> --writer <writer>
 
 Writes oof.csv, test.csv, submission.csv, weights.json, config.yaml and results.json into
 --outdir (see sed.infer.ensemble for the YAML keys, the methods and the weight search).
@@ -29,8 +29,12 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--conf", required=True, help="ensemble YAML, e.g. conf/ensemble/example.yaml")
-    p.add_argument("--datadir", default="data/rfcx", help="manifests of stage 0")
-    p.add_argument("--outdir", required=True, help="output folder, e.g. exp/rfcx/ensemble/<name>")
+    p.add_argument(
+        "--datadir",
+        default=None,
+        help="manifests of stage 0 (default: the ones the members were trained on, meta.json)",
+    )
+    p.add_argument("--outdir", required=True, help="e.g. exp/<recipe>/ensemble/<name>")
     p.add_argument(
         "--root",
         default=".",
@@ -39,7 +43,33 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe", default=None, help="recipe name for results.json (default: from --outdir)"
     )
+    p.add_argument(
+        "--metric",
+        nargs="+",
+        required=True,
+        help="the recipe's metric(s); the first is the one the weight search maximises",
+    )
+    p.add_argument("--writer", required=True, help="the recipe's submission writer")
     return p
+
+
+def members_data(experiments: list) -> str:
+    """The manifests every member was trained on (their meta.json), which must be the same."""
+    from sed.preflight import trained_data
+
+    seen = {}
+    for m in experiments:
+        data = trained_data(m.path)
+        if data is None:
+            raise ValueError(f"{m.path}: meta.json does not name its training data; pass --datadir")
+        seen[data["fingerprint"]] = data["manifests"]
+    if len(seen) > 1:
+        raise ValueError(
+            "the members were trained on different manifests ("
+            + ", ".join(sorted(seen.values()))
+            + "): an ensemble needs one corpus and one fold split"
+        )
+    return next(iter(seen.values()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +87,19 @@ def main(argv: list[str] | None = None) -> int:
             for m in conf.experiments
         ],
     )
-    corpus = Corpus.load(args.datadir)
-    summary = run_ensemble(conf, corpus, args.outdir, args.recipe)
+    try:
+        datadir = args.datadir or members_data(conf.experiments)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    corpus = Corpus.load(datadir)
+    try:
+        summary = run_ensemble(
+            conf, corpus, args.outdir, args.recipe, metrics=args.metric, writer=args.writer
+        )
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
     log.info("ensemble of %d experiments written to %s", len(conf.experiments), args.outdir)
     print(json.dumps(summary, indent=2))
     return 0

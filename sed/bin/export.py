@@ -1,17 +1,18 @@
-"""Export a trained fold model to ONNX, with what ``sed infer --backend onnx`` needs inside.
+"""Export a trained fold model to ONNX, with what ``sedkit infer --backend onnx`` needs inside.
 
 Usage::
 
-    sed export --expdir exp/rfcx/eff/v022 --fold 0 --out v022_fold0.onnx [--with-frontend]
-    sed export --expdir exp/rfcx/eff/v022 --fold 0 --out v022_int8.onnx --int8 \
-        --calibration data/rfcx/test/   # int8 weights and activations, calibrated on recordings
+    sedkit export --expdir exp/<recipe>/eff/v022 --fold 0 --out v022_fold0.onnx [--with-frontend]
+    sedkit export --expdir exp/<recipe>/eff/v022 --fold 0 --out v022_int8.onnx --int8 \
+        --calibration recordings/   # int8 weights and activations, calibrated on recordings
 
 The graph maps log-mel features ``feats (B, n_mels, T)`` (dynamic batch and time) to
 ``clip_logits``, ``frame_logits`` (and ``activity_logits``); its metadata holds the classes, the
 feature settings and the experiment's inference settings. ``--with-frontend`` also stores the
 log-mel front end as a graph (see :mod:`sed.infer.onnx_backend`). The export is checked against
 torch on a test input and the largest difference is printed; an int8 export is checked on the
-probabilities of its calibration windows.
+probabilities of its calibration windows. The file reaches ``--out`` only after its check has
+passed: a failing export exits 1 and leaves whatever was at ``--out`` untouched.
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from sed.bin.common import setup_logging
+from sed.fileio import atomic_path
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="sed export",
+        prog="sedkit export",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -88,21 +92,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, cfg, classes = load_fold_model(
             args.expdir, args.fold, args.checkpoint, torch.device("cpu")
         )
-    except FileNotFoundError as e:
-        print(f"sed export: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError) as e:  # ValueError: a checkpoint refused as unsafe
+        print(f"sedkit export: {e}", file=sys.stderr)
         return 1
     meta = {"sed.expdir": args.expdir, "sed.fold": args.fold, "sed.checkpoint": args.checkpoint}
+    # stage 4's tuned thresholds travel with the model, so sedkit infer detects as stage 4 does
+    tuned = Path(args.expdir) / "infer" / args.checkpoint / "thresholds.json"
+    if tuned.exists():
+        from sed.infer.events import EventRules
+
+        meta["sed.thresholds"] = json.dumps(EventRules.read_thresholds(tuned, classes))
     calibration = None
     if args.int8:
-        from sed.bin.infer_files import collect_files
         from sed.features.frontend import LogMel
+        from sed.infer.files import collect_files
         from sed.infer.quantize import calibration_windows
         from sed.infer.stream import AudioError, StreamingPredictor, TorchScorer, infer_windows
 
         files, missing = collect_files(args.calibration)
         if missing or not files:
             print(
-                f"sed export: no calibration audio in {missing or args.calibration}",
+                f"sedkit export: no calibration audio in {missing or args.calibration}",
                 file=sys.stderr,
             )
             return 1
@@ -122,27 +132,41 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [p for _, p in files], predictor, args.calibration_windows
             )
         except AudioError as e:
-            print(f"sed export: calibration: {e}", file=sys.stderr)
+            print(f"sedkit export: calibration: {e}", file=sys.stderr)
             return 1
-    report = export_onnx(model, cfg, classes, args.out, args.with_frontend, meta, calibration)
-    print(json.dumps(report, indent=1))
-    if args.int8:
-        if report["int8_max_prob_diff"] > args.int8_tolerance:
-            print(
-                f"sed export: int8 probabilities differ from torch by "
-                f"{report['int8_max_prob_diff']:.3f} > {args.int8_tolerance:g} on the "
-                "calibration windows",
-                file=sys.stderr,
-            )
-            return 1
-    elif report["max_abs_diff"] > args.tolerance:
-        print(
-            f"sed export: onnxruntime differs from torch by {report['max_abs_diff']:.2e} "
-            f"> {args.tolerance:g}",
-            file=sys.stderr,
-        )
+    # written beside --out and renamed onto it only once its check has passed: a failed export
+    # never replaces a good file
+    try:
+        with atomic_path(args.out) as tmp:
+            report = export_onnx(model, cfg, classes, tmp, args.with_frontend, meta, calibration)
+            report["path"] = args.out
+            print(json.dumps(report, indent=1))
+            failure = _check(report, args)
+            if failure:
+                raise _Rejected(failure)
+    except _Rejected as e:
+        print(f"sedkit export: {e}; {args.out} was not written", file=sys.stderr)
         return 1
     return 0
+
+
+class _Rejected(Exception):
+    """An export that failed its check against torch."""
+
+
+def _check(report: dict[str, Any], args: argparse.Namespace) -> str | None:
+    """Why the export fails its tolerance check, or None when it passes."""
+    if args.int8:
+        if report["int8_max_prob_diff"] > args.int8_tolerance:
+            return (
+                f"int8 probabilities differ from torch by {report['int8_max_prob_diff']:.3f} > "
+                f"{args.int8_tolerance:g} on the calibration windows"
+            )
+    elif report["max_abs_diff"] > args.tolerance:
+        return (
+            f"onnxruntime differs from torch by {report['max_abs_diff']:.2e} > {args.tolerance:g}"
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from sed.bin.common import (
@@ -19,7 +19,8 @@ from sed.bin.common import (
 )
 from sed.config import Config, ConfigError, dump_yaml
 from sed.data.corpus import Corpus
-from sed.fileio import write_json, write_text
+from sed.data.fingerprint import manifests_fingerprint
+from sed.fileio import update_json, write_json, write_text
 from sed.train.distributed import DistInfo, cleanup, init_distributed
 from sed.train.fold import train_fold
 from sed.train.trainer import EXIT_PREEMPTED, NonFiniteLoss, Preempted
@@ -30,9 +31,9 @@ log = logging.getLogger("sed.train")
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     add_config_args(p)
-    p.add_argument("--datadir", default="data/rfcx", help="manifests of stage 0")
-    p.add_argument("--dumpdir", default="dump/rfcx", help="root of the feature dumps")
-    p.add_argument("--expdir", required=True, help="experiment folder, e.g. exp/rfcx/cnn/demo")
+    p.add_argument("--datadir", required=True, help="manifests of stage 0 (data/<recipe>/...)")
+    p.add_argument("--dumpdir", required=True, help="root of the feature dumps (dump/<recipe>/...)")
+    p.add_argument("--expdir", required=True, help="experiment folder, e.g. exp/<recipe>/cnn/demo")
     p.add_argument("--fold", default="all", help="fold index k, or 'all'")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
@@ -63,7 +64,8 @@ def _train(
     if corpus.n_folds != cfg.data.folds:
         print(
             f"config error: data.folds is {cfg.data.folds} but {args.datadir}/folds.csv has "
-            f"{corpus.n_folds} folds; rerun stage 0 with --folds {cfg.data.folds}",
+            f"{corpus.n_folds} folds; run stage 0 with this config (./run.sh --stage 0 "
+            f"--stop_stage 0 --conf <this config>): it makes manifests with data.folds folds",
             file=sys.stderr,
         )
         return 2
@@ -71,6 +73,11 @@ def _train(
     expdir.mkdir(parents=True, exist_ok=True)
     meta = experiment_meta(sys.argv[1:] if argv is None else argv)
     meta["world_size"] = dist_info.world_size
+    # stages 3-5 refuse to score the experiment against other manifests than these
+    meta["data"] = {
+        "manifests": str(args.datadir),
+        "fingerprint": manifests_fingerprint(args.datadir),
+    }
     if dist_info.is_main:
         write_text(expdir / "config.yaml", dump_yaml(cfg))
         write_diff(expdir, meta)
@@ -104,13 +111,29 @@ def _train(
     # meta.json describes the latest stage-2 run of this experiment; each fold keeps its own too
     for k in folds:
         write_json(expdir / f"fold{k}" / "meta.json", meta | {"fold": k, "finished": now()})
-    # folds trained by parallel jobs (a Slurm array) each add theirs to the experiment's list
-    done = set(folds)
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        done |= set(json.loads((expdir / "meta.json").read_text()).get("folds", []))
-    write_json(expdir / "meta.json", meta | {"folds": sorted(done), "finished": now()})
+    record_folds(expdir, meta, folds)
     print(json.dumps({k: round(v["best"], 4) for k, v in summary.items()}))
     return 0
+
+
+def record_folds(expdir: Path, meta: dict, folds: Iterable[int]) -> dict:
+    """Write ``meta`` as the experiment's ``meta.json``, adding ``folds`` to its ``folds`` list.
+
+    Folds trained by parallel jobs (a Slurm array) each add theirs; the read-modify-write holds a
+    lock, so two jobs finishing at the same moment cannot drop each other's fold.
+
+    Returns:
+        The object written.
+    """
+
+    def add(current: dict) -> dict:
+        done = set(folds)
+        previous = current.get("folds", [])
+        if isinstance(previous, list):
+            done |= {k for k in previous if isinstance(k, int)}
+        return meta | {"folds": sorted(done), "finished": now()}
+
+    return update_json(Path(expdir) / "meta.json", add)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Output (``outdir``): ``recordings.csv``, ``events.csv``, ``classes.txt``, ``fold
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -246,15 +247,44 @@ def _check_datadir(datadir: str | os.PathLike | None) -> Path:
     path = Path(datadir)
     if not path.is_dir():
         raise ManifestError(f"data folder does not exist; {_LAYOUT_HELP}", path=path)
-    for sub in ("train", "test"):
-        if not (path / sub).is_dir():
-            raise ManifestError(f"no {sub}/ folder; {_LAYOUT_HELP}", path=path)
-    for name in ("train_tp.csv", "train_fp.csv"):
-        if not (path / name).is_file():
-            raise ManifestError(f"file not found; {_LAYOUT_HELP}", path=path / name)
+    # Name everything that is missing at once, and where the corpus probably is: the usual
+    # mistakes are the folder above the unpacked download, or its train/ folder.
+    missing = [f"{d}/" for d in ("train", "test") if not (path / d).is_dir()]
+    missing += [f for f in ("train_tp.csv", "train_fp.csv") if not (path / f).is_file()]
+    if missing:
+        hint = _layout_hint(path)
+        if missing == ["train_tp.csv"] or missing == ["train_fp.csv"]:
+            raise ManifestError(f"file not found; {_LAYOUT_HELP}{hint}", path=path / missing[0])
+        if len(missing) == 1:
+            raise ManifestError(f"no {missing[0]} folder; {_LAYOUT_HELP}{hint}", path=path)
+        raise ManifestError(f"no {', '.join(missing)} in it; {_LAYOUT_HELP}{hint}", path=path)
+    if not any((path / "train").glob(f"*{AUDIO_SUFFIX}")):
+        others = sorted({p.suffix for p in (path / "train").iterdir() if p.is_file()})
+        kinds = ", ".join(o or "suffix-less" for o in others)
+        found = f" (it holds {kinds} files)" if others else ""
+        raise ManifestError(
+            f"no {AUDIO_SUFFIX} files in train/{found}; the Kaggle layout has "
+            f"train/<recording_id>{AUDIO_SUFFIX}",
+            path=path,
+        )
     # abspath, not resolve(): a symlinked data folder is usually deliberate (a big disk mounted
     # elsewhere), and the manifest should keep the path the user chose.
     return Path(os.path.abspath(path))
+
+
+def _layout_hint(path: Path) -> str:
+    """``" (did you mean <dir>?)"`` for a nearby folder in the RFCX layout, else ``""``."""
+
+    def looks_right(d: Path) -> bool:
+        return (d / "train_tp.csv").is_file() and (d / "train").is_dir()
+
+    candidates = [path.parent] if path.name in ("train", "test") else []
+    with contextlib.suppress(OSError):  # unreadable: the error goes out without a hint
+        candidates += sorted(d for d in path.iterdir() if d.is_dir())
+    for d in candidates:
+        if looks_right(d):
+            return f" (did you mean {d}?)"
+    return ""
 
 
 def _audio_ids(folder: Path) -> set[str]:

@@ -56,7 +56,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from scipy import signal
 
 from sed.fileio import atomic_path, write_csv, write_json, write_text
 
@@ -430,6 +429,8 @@ def jitter_call(call: Call, rng: np.random.Generator) -> Call:
 
 def _one_rendition(call: Call, sr: int) -> np.ndarray:
     """Render one rendition (no repeats); length is exactly the call's extent."""
+    from scipy import signal  # scipy.signal costs ~2 s to import: only when rendering
+
     fam, f_lo, f_hi = call.family, call.f_lo, call.f_hi
     if fam in ("trill", "pulse"):
         period = 1.0 / call.rate
@@ -541,6 +542,8 @@ def _episodes(
 
 def _background(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Ambient noise of one recording (RMS 1; the caller sets the level)."""
+    from scipy import signal  # scipy.signal costs ~2 s to import: only when rendering
+
     t = np.arange(n) / sr
     freqs = np.fft.rfftfreq(n, 1.0 / sr)
 
@@ -934,7 +937,7 @@ def get_parser() -> argparse.ArgumentParser:
         description="Generate a deterministic synthetic corpus in the Kaggle RFCX layout.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--outdir", default="data/rfcx/synth", help="output folder")
+    parser.add_argument("--outdir", required=True, help="output folder")
     for f in dataclasses.fields(SynthConfig):
         default = f.default
         if isinstance(default, tuple):

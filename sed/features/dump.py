@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -95,9 +96,45 @@ def _extract(job: tuple[str, str, tuple[float, ...]]) -> tuple[str, dict[float, 
     dtype = np.dtype(_worker_conf.dtype)
     with torch.inference_mode():
         for s in speeds:
-            w = speed_perturb(wave, sr, s)
-            out[s] = _worker_frontend(torch.from_numpy(w)).numpy().astype(dtype)
+            w, n = pad_for_stft(speed_perturb(wave, sr, s), _worker_conf.n_fft)
+            if n < len(w):
+                log.warning(
+                    "%s: %d samples at speed %g, shorter than half an FFT window (%d); "
+                    "zero-padded for the STFT",
+                    path,
+                    n,
+                    s,
+                    _worker_conf.n_fft,
+                )
+            # keep the frames of the true length (sed.frames: n // hop + 1), not of the padding
+            n_frames = n // _worker_conf.hop_length + 1
+            feats = _worker_frontend(torch.from_numpy(w)).numpy()[:, :n_frames].astype(dtype)
+            if not np.all(np.isfinite(feats)):
+                # finite samples can still overflow the power spectrum (or the storage dtype)
+                reason = f"log-mel features are not finite at speed {s:g} (huge samples?)"
+                return rid, f"{path}: {reason}"
+            out[s] = feats
     return rid, out
+
+
+def pad_for_stft(wave: np.ndarray, n_fft: int) -> tuple[np.ndarray, int]:
+    """Zero-pad a waveform too short for the centred STFT of the log-mel front end.
+
+    ``torch.stft(center=True)`` reflects ``n_fft // 2`` samples at each end, which needs more
+    samples than that; a shorter recording (a fraction of a window) is padded at the end.
+
+    Args:
+        wave: mono samples (N,).
+        n_fft: FFT size of the front end.
+
+    Returns:
+        ``(padded (max(N, n_fft // 2 + 1),), N)``.
+    """
+    n = len(wave)
+    need = n_fft // 2 + 1
+    if n >= need:
+        return wave, n
+    return np.pad(wave, (0, need - n)), n
 
 
 def _run_jobs(
@@ -111,8 +148,34 @@ def _run_jobs(
         finally:
             torch.set_num_threads(prev)
         return
-    with ProcessPoolExecutor(nj, initializer=_init_worker, initargs=(feats,)) as pool:
+    pool = ProcessPoolExecutor(nj, initializer=_init_worker, initargs=(feats,))
+    try:
         yield from pool.map(_extract, jobs, chunksize=4)
+    finally:
+        # a strict stop at a bad file (or Ctrl-C) must not wait for every queued recording
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` for the block: one run writes a feature folder at a
+    time (two experiments with the same features may start stage 1 together). The kernel drops
+    the lock when its process ends, so a killed run never leaves the folder locked."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another run is writing these dumps; waiting for it", path.parent)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _remove_orphans(feat_dir: Path) -> None:
+    """Delete the temporary dumps of runs killed while writing (each as large as the work it had
+    done); called under the folder's lock, so none of them belongs to a live run."""
+    for tmp in feat_dir.glob("sp*/.feats.h5.*.tmp"):
+        log.info("removing %s, left by an interrupted run", tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def dump_features(
@@ -125,6 +188,13 @@ def dump_features(
     progress: bool = True,
 ) -> dict:
     """Extract log-mel features of every recording into HDF5 dumps (one per speed factor).
+
+    Bad input: audio is decoded by :func:`sed.features.audio.load_audio` (multichannel files are
+    averaged to mono, other sample rates resampled); a missing, empty or undecodable file, one
+    with NaN/Inf samples, or one whose features are not finite is logged, listed in
+    ``skipped.csv`` and left out of the dumps (with ``strict``: :class:`AudioError` at the first
+    one, and no dump is replaced). A recording shorter than half an FFT window is zero-padded for
+    the STFT and keeps the frame count of its true length.
 
     Args:
         recordings: manifest rows with at least ``recording_id`` and ``path``.
@@ -156,6 +226,8 @@ def dump_features(
     skipped: list[tuple[str, str, str]] = []
     n_done = 0
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_exclusive(feat_dir / ".lock"))
+        _remove_orphans(feat_dir)
         tmp_files = {}
         for s in todo:
             dump_path(feat_dir, s).parent.mkdir(parents=True, exist_ok=True)
@@ -188,9 +260,12 @@ def dump_features(
         bar.close()
         for h5 in tmp_files.values():
             h5.close()
-    write_csv(
-        feat_dir / "skipped.csv", pd.DataFrame(skipped, columns=["recording_id", "path", "reason"])
-    )
+        # before the dumps are renamed into place: once they look complete (a rerun skips
+        # them), the list of what they lack must already be there
+        write_csv(
+            feat_dir / "skipped.csv",
+            pd.DataFrame(skipped, columns=["recording_id", "path", "reason"]),
+        )
     return summary | {"n_done": n_done, "n_skipped": len(skipped)}
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,8 +53,9 @@ from scipy.stats import rankdata
 from sed.config import ConfigError, closest
 from sed.data.corpus import Corpus
 from sed.fileio import write_csv, write_json, write_text
-from sed.infer.writers import write_kaggle_submission
+from sed.infer.submissions import WRITERS
 from sed.metrics.lwlrap import lwlrap
+from sed.metrics.registry import METRICS, compute
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +290,9 @@ def search_weights(
     init: Sequence[float] | np.ndarray | None = None,
     step: float = 0.05,
     max_rounds: int = 20,
+    metric: Callable[[np.ndarray, np.ndarray], float] = lwlrap,
 ) -> tuple[np.ndarray, float]:
-    """Coordinate search of ensemble weights maximising lwlrap (module docstring).
+    """Coordinate search of ensemble weights maximising ``metric`` (module docstring).
 
     Args:
         preds: K arrays (N, C), e.g. OOF probabilities of each member.
@@ -299,6 +301,7 @@ def search_weights(
         init: starting weights (K,) (default uniform).
         step: grid step of a member's share, in (0, 1].
         max_rounds: upper bound on rounds over all members.
+        metric: ``metric(truth, scores)``, higher is better (the recipe's headline metric).
 
     Returns:
         ``(weights (K,), lwlrap)``: weights nonnegative and summing to 1, and the lwlrap they
@@ -309,7 +312,7 @@ def search_weights(
         raise ValueError(f"step must be in (0, 1], got {step}")
     w = _check_weights(np.ones(k) if init is None else init, k)
     transformed = _transform(preds, method)
-    best = lwlrap(truth, _mix(transformed, w, method))
+    best = metric(truth, _mix(transformed, w, method))
     if k == 1:
         return w, best
     shares = np.linspace(0.0, 1.0, int(round(1 / step)) + 1)
@@ -320,7 +323,7 @@ def search_weights(
             rest = rest / rest.sum() if rest.sum() > 0 else np.full(k - 1, 1.0 / (k - 1))
             for a in shares:
                 cand = np.insert((1.0 - a) * rest, i, a)
-                score = lwlrap(truth, _mix(transformed, cand, method))
+                score = metric(truth, _mix(transformed, cand, method))
                 # a margin so float noise between equal rankings does not count as a gain
                 if score > best + 1e-12:
                     best, w, improved = score, cand, True
@@ -343,7 +346,12 @@ def _table(ids: list[str], scores: np.ndarray, classes: Sequence[str], folds: An
 
 
 def run_ensemble(
-    conf: EnsembleConf, corpus: Corpus, outdir: str | Path, recipe: str | None = None
+    conf: EnsembleConf,
+    corpus: Corpus,
+    outdir: str | Path,
+    recipe: str | None = None,
+    metrics: Sequence[str] = ("lwlrap",),
+    writer: str = "kaggle",
 ) -> dict[str, Any]:
     """Combine the members' OOF and test predictions and write the ensemble folder.
 
@@ -358,6 +366,8 @@ def run_ensemble(
         corpus: manifests of stage 0 (classes, clip truth, test ids).
         outdir: output folder.
         recipe: recorded in results.json; default: the folder two levels above ``outdir``.
+        metrics: the recipe's metric names; the first is searched and reported per fold.
+        writer: the recipe's submission writer (``WRITERS`` name).
 
     Returns:
         The content of ``weights.json``.
@@ -365,15 +375,18 @@ def run_ensemble(
     outdir = Path(outdir)
     classes = corpus.classes
     members = conf.experiments
+    head = metrics[0]
+    score_fn = METRICS.get(head, key="metric")
+    write_submission = WRITERS.get(writer, key="submission")
     ids, folds, oof = load_member_predictions(members, "oof", classes)
     truth = corpus.clip_truth(ids)
     if not truth.any():
         raise ValueError("the OOF recordings have no tp labels: cannot score the ensemble")
     init = conf.weights
-    init_score = lwlrap(truth, combine(oof, init, conf.method))
+    init_score = score_fn(truth, combine(oof, init, conf.method))
     if conf.search_weights:
-        weights, score = search_weights(oof, truth, conf.method, init=init)
-        log.info("weight search: OOF lwlrap %.5f -> %.5f", init_score, score)
+        weights, score = search_weights(oof, truth, conf.method, init=init, metric=score_fn)
+        log.info("weight search: OOF %s %.5f -> %.5f", head, init_score, score)
     else:
         weights, score = init, init_score
     oof_mix = combine(oof, weights, conf.method)
@@ -385,7 +398,7 @@ def run_ensemble(
         for k in sorted(set(fold_of.tolist())):
             idx = np.flatnonzero(fold_of == k)
             if truth[idx].any():
-                per_fold[str(k)] = lwlrap(truth[idx], oof_mix[idx])
+                per_fold[str(k)] = compute(head, truth[idx], oof_mix[idx])
 
     test_files = [(m.infer_dir / "test.csv").is_file() for m in members]
     test_result = None
@@ -393,15 +406,12 @@ def run_ensemble(
         t_ids, _, test = load_member_predictions(members, "test", classes)
         test_df = _table(t_ids, combine(test, weights, conf.method), classes, None)
         write_csv(outdir / "test.csv", test_df, float_format="%.6f")
-        sub = write_kaggle_submission(
-            test_df, classes, corpus.ids("test"), outdir / "submission.csv"
-        )
-        sub_ids = sub["recording_id"].tolist()
-        if corpus.has_labels(sub_ids):
-            test_result = {
-                "lwlrap": lwlrap(corpus.clip_truth(sub_ids), sub[classes].to_numpy()),
-                "n_recordings": len(sub_ids),
-            }
+        write_submission(test_df, classes, corpus.ids("test"), outdir / "submission.csv")
+        if corpus.has_labels(t_ids):
+            t_truth = corpus.clip_truth(t_ids)
+            t_scores = test_df[classes].to_numpy()
+            test_result = {m: compute(m, t_truth, t_scores) for m in metrics}
+            test_result["n_recordings"] = len(t_ids)
     elif any(test_files):
         lack = [str(m.infer_dir) for m, ok in zip(members, test_files, strict=True) if not ok]
         raise FileNotFoundError(f"test.csv missing for some members: {lack}")
@@ -417,12 +427,12 @@ def run_ensemble(
                 "checkpoint": m.checkpoint,
                 "weight_config": float(w0),
                 "weight": float(w),
-                "oof_lwlrap": lwlrap(truth, p),
+                f"oof_{head}": score_fn(truth, p),
             }
             for m, w0, w, p in zip(members, init, weights, oof, strict=True)
         ],
-        "oof_lwlrap": score,
-        "oof_lwlrap_config_weights": init_score,
+        f"oof_{head}": score,
+        f"oof_{head}_config_weights": init_score,
         "n_recordings": len(ids),
     }
     write_json(outdir / "weights.json", summary)
@@ -432,8 +442,14 @@ def run_ensemble(
         "family": outdir.parent.name,
         "version": outdir.name,
         "checkpoint": None,
-        "metric": "lwlrap",
-        "oof": {"lwlrap": score, "per_fold": per_fold, "n_recordings": len(ids)},
+        "metric": head,
+        "metrics": list(metrics),
+        "oof": {
+            **{m: compute(m, truth, oof_mix) for m in metrics},
+            head: score,
+            "per_fold": per_fold,
+            "n_recordings": len(ids),
+        },
         "test": test_result,
         "lb": _previous_lb(outdir / "results.json"),
         "ensemble": {"method": conf.method, "weights": [float(w) for w in weights]},

@@ -13,6 +13,7 @@ a one-frame dip is kept whole instead of losing both halves to the duration rule
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,14 +24,17 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from sed.config import InferConf
 from sed.frames import FrameGrid, output_frame_times
-from sed.infer.postprocess import threshold_vector
+from sed.infer.postprocess import smooth_frames, threshold_vector
 
 __all__ = [
     "Event",
+    "EventRules",
     "detect_events",
     "detect_events_df",
     "events_to_frame",
+    "frame_boundaries",
     "score_dataframe",
     "score_dataframes_from_frame_table",
     "score_dataframes_from_h5",
@@ -69,6 +73,93 @@ class Event:
     offset: float
     label: str
     score: float
+
+
+def frame_boundaries(n_out: int, grid: FrameGrid, reduction: int) -> np.ndarray:
+    """Boundaries (T' + 1,) in seconds of a model's ``n_out`` output frames: frame ``t`` spans
+    ``[b[t], b[t + 1])`` (:func:`sed.frames.output_frame_times`); the rule of stage 3's frame
+    tables and of ``sedkit infer``'s score tables."""
+    on, off = output_frame_times(n_out, grid, reduction)
+    return np.r_[on, off[-1:]]
+
+
+@dataclass
+class EventRules:
+    """Stage-4 post-processing of frame scores: smoothing, then per-class thresholds and the
+    event rules. Stage 4 (:func:`sed.infer.writers.write_event_outputs`) and ``sedkit infer``
+    (:class:`sed.infer.files.OutputWriter`) both go through :meth:`apply`.
+
+    Attributes:
+        thresholds: scalar or ``{class: threshold}``; a frame is active if ``score > threshold``.
+        median: median filter length in output frames (odd; scalar or per class), None: off.
+        kernel: weighted smoothing kernel (odd length), None: off.
+        score: an event's score, ``max`` or ``mean`` of its frames.
+        min_duration: shorter events are dropped (seconds).
+        merge_gap: events of a class this close are merged (seconds).
+    """
+
+    thresholds: float | Mapping[str, float] = 0.5
+    median: int | Sequence[int] | None = None
+    kernel: Sequence[float] | None = None
+    score: str = "max"
+    min_duration: float = 0.0
+    merge_gap: float = 0.0
+
+    @classmethod
+    def from_infer(
+        cls, infer: InferConf, thresholds: float | Mapping[str, float] = 0.5
+    ) -> EventRules:
+        """The rules of an experiment's ``infer`` section with the given thresholds."""
+        return cls(
+            thresholds=thresholds,
+            median=infer.median_frames,
+            kernel=list(infer.smooth_kernel) or None,
+            score=infer.event_score,
+            min_duration=infer.min_event_seconds,
+            merge_gap=infer.merge_gap_seconds,
+        )
+
+    @staticmethod
+    def read_thresholds(path: str | Path, classes: Sequence[str]) -> dict[str, float]:
+        """``{class: threshold}`` from a stage-4 ``thresholds.json``
+        (``{class: {"threshold": t, "fbeta": ...}}``).
+
+        Raises:
+            ValueError: a class of ``classes`` is missing or has no threshold.
+        """
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        out = {}
+        for c in classes:
+            value = data.get(c, {}).get("threshold") if isinstance(data, Mapping) else None
+            if value is None:
+                raise ValueError(f"{path}: no threshold for class '{c}' (rerun stage 4)")
+            out[c] = float(value)
+        return out
+
+    def apply(
+        self, scores: np.ndarray, timestamps: np.ndarray, classes: Sequence[str]
+    ) -> tuple[np.ndarray, list[Event]]:
+        """Smooth one recording's frame scores and detect its events.
+
+        Args:
+            scores (ndarray): frame scores (T, C).
+            timestamps (ndarray): frame boundaries in seconds (T + 1,).
+            classes: class names (C,).
+
+        Returns:
+            ``(smoothed scores (T, C) float64, events)``.
+        """
+        smoothed = smooth_frames(scores, median=self.median, kernel=self.kernel)
+        events = detect_events(
+            smoothed,
+            timestamps,
+            classes,
+            self.thresholds,
+            score=self.score,
+            min_duration=self.min_duration,
+            merge_gap=self.merge_gap,
+        )
+        return smoothed, events
 
 
 def _check_timestamps(scores: np.ndarray, timestamps: np.ndarray) -> None:
@@ -171,7 +262,7 @@ def score_dataframe(
     """A ``sed_scores_eval`` score table: onset, offset, one column per class (T rows).
 
     Built here as ``sed_scores_eval``'s ``create_score_dataframe`` builds it (tested equal):
-    importing that package costs over a second (dcase_util, matplotlib), half of ``sed infer``'s
+    importing that package costs over a second (dcase_util, matplotlib), half of ``sedkit infer``'s
     time on a two-minute file.
 
     Args:
@@ -237,6 +328,5 @@ def score_dataframes_from_h5(
             frame = np.asarray(h5[rid]["frame"], dtype=np.float64)
             if not len(frame):
                 continue  # a recording shorter than one output frame has no score table
-            on, off = output_frame_times(len(frame), grid, r)
-            out[rid] = score_dataframe(frame, np.r_[on, off[-1:]], classes)
+            out[rid] = score_dataframe(frame, frame_boundaries(len(frame), grid, r), classes)
     return out

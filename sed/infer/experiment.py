@@ -25,44 +25,31 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
-import torch
 
-from sed.config import Config, from_dict
 from sed.data.corpus import Corpus
 from sed.features.dump import FeatureStore, feature_name
 from sed.fileio import atomic_path, write_csv
 from sed.frames import FrameGrid, output_frame_times
-from sed.infer.tta import View, combine_views, parse_views, predict_views
-from sed.models.wrappers import KeepClasses
-from sed.train.checkpoint import load_checkpoint
-from sed.train.fold import build_model_from_config, n_outputs, window_frames
-from sed.train.trainer import resolve_amp, resolve_device
+from sed.infer.engine import TorchScorer, WindowEngine, config_window_frames
+from sed.infer.tta import View, merge_views, parse_views, predict_dump_views
+from sed.models.loading import experiment_folds, load_fold_model
+from sed.utils.device import resolve_amp, resolve_device
 from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-
-def load_fold_model(
-    expdir: str | Path, fold: int, checkpoint: str, device: torch.device
-) -> tuple[torch.nn.Module, Config, list[str]]:
-    """Rebuild a fold's model from its checkpoint alone (config and classes are inside)."""
-    path = Path(expdir) / f"fold{fold}" / "checkpoints" / f"{checkpoint}.pt"
-    state = load_checkpoint(path, device)
-    cfg = from_dict(state["config"])
-    # the trained weights are loaded below: initial weights need not (and may no longer) exist
-    for key in ("init_checkpoint", "init_key_map"):
-        cfg.model.params.pop(key, None)
-    classes = list(state["classes"])
-    model = build_model_from_config(cfg, n_outputs(cfg, len(classes)))
-    # with weight EMA the averaged weights are the ones that were evaluated and selected
-    model.load_state_dict(state.get("ema_model", state["model"]))
-    if cfg.data.noise_class:
-        model = KeepClasses(model, len(classes))
-    # channels-last convolutions are 1.6x faster on CPU (oneDNN) for the CNN families, in fp32
-    # and bf16 alike, and suit CUDA's tensor cores; only 4-D weights change, so sequence models
-    # are unaffected
-    model = model.to(device=device, memory_format=torch.channels_last)
-    return model.eval(), cfg, classes
+__all__ = [
+    "Predictions",
+    "infer_experiment",
+    "load_fold_model",
+    "merge_parts",
+    "part_inputs",
+    "part_is_current",
+    "predict_experiment",
+    "save_part",
+    "share",
+    "write_predictions",
+]
 
 
 def _frame_table(
@@ -131,18 +118,36 @@ def predict_experiment(
     progress: bool = True,
     part: int = 1,
     nparts: int = 1,
+    folds: Sequence[int] | None = None,
 ) -> Predictions:
     """Predict OOF (each train recording by the fold that held it out) and test (every fold).
+
+    Each fold's model scores its recordings with the experiment's inference settings (window,
+    hop, ``infer.tta`` views, ``gate_activity``, ``frame_combine``, ``clip_score``) through the
+    one windowing engine (:mod:`sed.infer.engine`) and the one view rule
+    (:func:`sed.infer.tta.merge_views`) that ``sedkit infer`` uses too.
 
     Args:
         part, nparts: predict only job ``part``'s share of the recordings (:func:`share`), for
             stage 3 split over ``--nj`` jobs; :func:`merge_parts` joins the shares.
+        folds: predict with these folds' models only (default: every ``fold<k>/``); OOF
+            predictions then cover those folds' held-out recordings.
+
+    Raises:
+        FileNotFoundError: no fold folders, or a requested fold without one.
     """
     expdir = Path(expdir)
     dev = resolve_device(device)
-    folds = sorted(int(p.name[4:]) for p in expdir.glob("fold*") if p.name[4:].isdigit())
-    if not folds:
+    available = experiment_folds(expdir)
+    if not available:
         raise FileNotFoundError(f"{expdir}: no fold folders; run stage 2 first")
+    if folds is not None:
+        missing = sorted(set(folds) - set(available))
+        if missing:
+            raise FileNotFoundError(
+                f"{expdir}: no fold folder for fold(s) {missing} (folds: {available})"
+            )
+        available = sorted(set(folds))
     test_ids_all = corpus.ids("test")
     mine = share(corpus.ids("train") + test_ids_all, part, nparts)
     pred = Predictions()
@@ -150,42 +155,40 @@ def predict_experiment(
     store: FeatureStore | None = None
     classes: list[str] = []
     reduction = 1
-    for k in folds:
+    for k in available:
         model, cfg, classes = load_fold_model(expdir, k, checkpoint, dev)
         if classes != corpus.classes:
             raise ValueError(f"{expdir}/fold{k}: classes of the checkpoint differ from classes.txt")
-        reduction = int(model.time_reduction)
         views = parse_views(cfg.infer.tta, cfg.features.speed_perturb, f"{expdir}/config.yaml")
         store = FeatureStore(
             Path(dumpdir) / feature_name(cfg.features), tuple(v.speed for v in views)
         )
         grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
-        window, hop = window_frames(cfg, grid)
-        amp = resolve_amp(cfg.train.amp, dev)
+        window, hop = config_window_frames(cfg, grid)
+        engine = WindowEngine(
+            TorchScorer([model], dev, resolve_amp(cfg.train.amp, dev)),
+            window,
+            hop,
+            cfg.infer.batch_size if dev.type == "cuda" else cfg.infer.cpu_batch_size,
+            cfg.infer.frame_combine,
+            cfg.infer.gate_activity,
+        )
+        reduction = engine.reduction
         _, valid_ids = corpus.fold_ids(k)
         valid_ids = [r for r in valid_ids if r in store.ids and r in mine]
         test_ids = [r for r in test_ids_all if r in store.ids and r in mine]
         jobs = [("oof", r) for r in valid_ids] + [("test", r) for r in test_ids]
         desc = f"stage 3: fold {k}" + (f" (part {part}/{nparts})" if nparts > 1 else "")
         for kind, rid in progress_bar(jobs, desc=desc, disable=not progress, unit="rec"):
-            clips, frames = predict_views(
-                model,
-                functools.partial(read_view, store, rid),
-                store.n_frames(rid),
-                views,
-                grid,
-                window,
-                hop,
-                cfg.infer.batch_size if dev.type == "cuda" else cfg.infer.cpu_batch_size,
-                dev,
-                amp,
-                cfg.infer.frame_combine,
-                cfg.infer.gate_activity,
-            )
-            if cfg.infer.clip_score == "frame_max" and frames.shape[1]:
-                clips = np.nan_to_num(np.nanmax(frames, axis=1), nan=0.0)
-            clip, frame = combine_views(clips, frames)
-            arrays = {"clip": clip, "frame": frame, "clip_views": clips}
+            read = functools.partial(read_view, store, rid)
+            items = predict_dump_views(engine, read, views, grid)
+            merged = merge_views(items, store.n_frames(rid), reduction, cfg.infer.clip_score)
+            # one model: member 0
+            arrays = {
+                "clip": merged.clip[0],
+                "frame": merged.frame[0],
+                "clip_views": merged.clip_views[0],
+            }
             if kind == "oof":
                 pred.oof[rid] = arrays
                 pred.oof_fold[rid] = k
@@ -199,15 +202,63 @@ def predict_experiment(
         "hop_length": int(store.features["hop_length"]),
         "checkpoint": checkpoint,
         "views": [v.name for v in views],
-        "folds": folds,
+        "folds": available,
     }
     return pred
 
 
-def save_part(pred: Predictions, path: str | Path) -> None:
-    """Write one job's share (``infer/<checkpoint>/parts/part<J>.h5``) for :func:`merge_parts`."""
+def part_inputs(
+    expdir: str | Path,
+    corpus: Corpus,
+    dumpdir: str | Path,
+    checkpoint: str,
+    part: int,
+    nparts: int,
+    folds: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """What one job's share of stage 3 depends on: the fold checkpoints (name, size, time), the
+    manifests, the feature dumps and the split. A share saved with equal inputs is reused by a
+    rerun (a failed job array redoes only its failed tasks)."""
+    from sed.data.fingerprint import manifests_fingerprint
+
+    expdir = Path(expdir)
+    config = expdir / "config.yaml"
+    ckpts = {}
+    for k in sorted(folds) if folds is not None else experiment_folds(expdir):
+        path = expdir / f"fold{k}" / "checkpoints" / f"{checkpoint}.pt"
+        st = path.stat() if path.exists() else None
+        ckpts[str(k)] = [st.st_size, st.st_mtime_ns] if st else None
+    dumps = {}  # every feature folder of the corpus: cheap, and no config needed to pick one
+    for p in sorted(Path(dumpdir).glob("*/sp*/feats.h5")):
+        st = p.stat()
+        dumps[p.relative_to(dumpdir).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return {
+        "part": part,
+        "nparts": nparts,
+        "checkpoint": checkpoint,
+        "checkpoints": ckpts,
+        "manifests": manifests_fingerprint(corpus.root),
+        "dumps": dumps,
+        "config": config.read_text() if config.is_file() else None,
+    }
+
+
+def part_is_current(path: str | Path, inputs: dict[str, Any]) -> bool:
+    """A share at ``path`` exists, is complete (it is renamed into place when written) and was
+    predicted from ``inputs`` (:func:`part_inputs`)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return json.loads(h5.attrs.get("inputs", "null")) == inputs
+    except (OSError, ValueError):
+        return False
+
+
+def save_part(pred: Predictions, path: str | Path, inputs: dict[str, Any] | None = None) -> None:
+    """Write one job's share (``infer/<checkpoint>/parts/part<J>.h5``) for :func:`merge_parts`,
+    with the ``inputs`` it was predicted from (:func:`part_inputs`)."""
     with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["attrs"] = json.dumps(pred.attrs)
+        h5.attrs["inputs"] = json.dumps(inputs)
         for rid, arrays in pred.oof.items():
             g = h5.create_group(f"oof/{rid}")
             g.attrs["fold"] = pred.oof_fold[rid]
@@ -228,11 +279,22 @@ def merge_parts(paths: Sequence[str | Path]) -> Predictions:
         ValueError: shares of different settings, or a recording in two shares.
     """
     pred = Predictions()
+    common: dict[str, Any] | None = None
     for path in paths:
         with h5py.File(path, "r") as h5:
             attrs = json.loads(h5.attrs["attrs"])
             if pred.attrs and attrs != pred.attrs:
                 raise ValueError(f"{path}: predicted with other settings than {paths[0]}")
+            inputs = json.loads(h5.attrs.get("inputs", "null"))
+            if inputs is not None:
+                # shares of one split, from the same models and data
+                shared = {k: v for k, v in inputs.items() if k != "part"}
+                if common is not None and shared != common:
+                    raise ValueError(
+                        f"{path}: predicted from other models, data or split than {paths[0]}; "
+                        f"rerun stage 3"
+                    )
+                common = shared
             pred.attrs = attrs
             for rid, g in h5.get("oof", {}).items():
                 if rid in pred.oof:
@@ -308,11 +370,12 @@ def infer_experiment(
     checkpoint: str = "best",
     device: str = "auto",
     progress: bool = True,
+    folds: Sequence[int] | None = None,
 ) -> Path:
     """Predict OOF and test in one job and write the outputs.
 
     Returns:
         The output folder ``<expdir>/infer/<checkpoint>``.
     """
-    pred = predict_experiment(expdir, corpus, dumpdir, checkpoint, device, progress)
+    pred = predict_experiment(expdir, corpus, dumpdir, checkpoint, device, progress, folds=folds)
     return write_predictions(pred, corpus, Path(expdir) / "infer" / checkpoint)

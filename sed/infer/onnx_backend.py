@@ -2,7 +2,7 @@
 
 An exported file needs nothing else: its metadata holds the classes, the feature settings, the
 time reduction and the experiment's inference settings (keys ``sed.*``), so
-``sed infer --backend onnx model.onnx files...`` rebuilds the log-mel front end from them.
+``sedkit infer --backend onnx model.onnx files...`` rebuilds the log-mel front end from them.
 
 The graph takes log-mel features ``feats (B, n_mels, T)`` with dynamic batch and time axes and
 returns ``clip_logits (B, C)``, ``frame_logits (B, T', C)`` and, with an activity head,
@@ -37,7 +37,10 @@ from torch import nn
 from sed.config import Config, FeaturesConf
 from sed.features.frontend import LogMel
 from sed.fileio import atomic_path
-from sed.infer.stream import LoadedModel, WindowScores, feature_model, infer_windows
+from sed.infer.engine import WindowScores, feature_model, infer_windows
+from sed.infer.events import EventRules
+from sed.infer.stream import LoadedModel
+from sed.infer.tta import parse_views
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +177,14 @@ def export_onnx(
                 "cpu_batch_size": cfg.infer.cpu_batch_size,
                 "frame_combine": cfg.infer.frame_combine,
                 "clip_score": cfg.infer.clip_score,
+                "gate_activity": cfg.infer.gate_activity,
+                "tta": cfg.infer.tta,
+                "speed_perturb": list(feats.speed_perturb),
+                "median_frames": cfg.infer.median_frames,
+                "smooth_kernel": list(cfg.infer.smooth_kernel),
+                "event_score": cfg.infer.event_score,
+                "min_event_seconds": cfg.infer.min_event_seconds,
+                "merge_gap_seconds": cfg.infer.merge_gap_seconds,
             }
         ),
         "sed.model": cfg.model.name,
@@ -232,7 +243,8 @@ def _session(model_bytes: bytes, threads: int | None):
 
 
 class OnnxScorer:
-    """Exported models run by onnxruntime; their probabilities are averaged.
+    """Exported models run by onnxruntime, one member each (their recording scores are averaged
+    by the engine, as the folds of an experiment).
 
     Args:
         sessions: onnxruntime sessions of graphs with input ``feats`` and :data:`OUTPUTS`.
@@ -251,18 +263,16 @@ class OnnxScorer:
 
     def __call__(self, feats: np.ndarray) -> WindowScores:
         feats = np.ascontiguousarray(feats, dtype=np.float32)
-        sums: dict[str, np.ndarray] = {}
+        probs: dict[str, list[np.ndarray]] = {}
         for i in range(len(self.sessions)):
             for k, v in self.raw(feats, i).items():
                 # torch's sigmoid: the same numbers as the torch backend, no overflow warnings
-                p = torch.sigmoid(torch.from_numpy(v)).numpy()
-                sums[k] = p if k not in sums else sums[k] + p
-        n = len(self.sessions)
-        act = sums.get("activity_logits")
+                probs.setdefault(k, []).append(torch.sigmoid(torch.from_numpy(v)).numpy())
+        act = probs.get("activity_logits")
         return WindowScores(
-            sums["clip_logits"] / n,
-            sums["frame_logits"] / n,
-            None if act is None else act[..., 0] / n,
+            np.stack(probs["clip_logits"]),
+            np.stack(probs["frame_logits"]),
+            None if act is None else np.stack(act)[..., 0],
         )
 
 
@@ -297,7 +307,7 @@ def load_onnx(
         torch_frontend: use torch's log-mel front end even when the file holds one.
 
     Raises:
-        ValueError: a file without ``sed.*`` metadata (not written by ``sed export``).
+        ValueError: a file without ``sed.*`` metadata (not written by ``sedkit export``).
     """
     import onnx
     from onnx.utils import Extractor
@@ -306,7 +316,9 @@ def load_onnx(
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
     if "sed.classes" not in meta or "sed.features" not in meta:
-        raise ValueError(f"{path}: no sed metadata (classes, features); export it with sed export")
+        raise ValueError(
+            f"{path}: no sed metadata (classes, features); export it with sedkit export"
+        )
     names = [o.name for o in model.graph.output]
     frontend: Any
     features = FeaturesConf(**json.loads(meta["sed.features"]))
@@ -328,6 +340,9 @@ def load_onnx(
         scorer_session = _session(model.SerializeToString(), threads)
         frontend = LogMel.from_config(features).eval()
     infer = json.loads(meta.get("sed.infer", "{}"))
+    thresholds: float | dict[str, float] = 0.5
+    if "sed.thresholds" in meta:
+        thresholds = {str(k): float(v) for k, v in json.loads(meta["sed.thresholds"]).items()}
     return LoadedModel(
         scorer=OnnxScorer([scorer_session], int(meta.get("sed.time_reduction", "1"))),
         frontend=frontend,
@@ -339,5 +354,15 @@ def load_onnx(
         batch_size=int(infer.get("cpu_batch_size", 4)),
         frame_combine=infer.get("frame_combine", "max"),
         clip_score=infer.get("clip_score", "clip"),
+        gate_activity=bool(infer.get("gate_activity", False)),
+        views=parse_views(infer.get("tta", []), infer.get("speed_perturb", []), str(path)),
+        events=EventRules(
+            thresholds=thresholds,
+            median=infer.get("median_frames"),
+            kernel=infer.get("smooth_kernel") or None,
+            score=infer.get("event_score", "max"),
+            min_duration=float(infer.get("min_event_seconds", 0.0)),
+            merge_gap=float(infer.get("merge_gap_seconds", 0.0)),
+        ),
         source=str(path),
     )

@@ -29,7 +29,7 @@ def calibration_windows(
     cuts them for inference (its front end, window length and hop).
 
     Args:
-        files: audio files (any format and rate: resampled and downmixed like ``sed infer``).
+        files: audio files (any format and rate: resampled and downmixed like ``sedkit infer``).
         predictor: the streaming predictor of the model (give it a hop of one window so that
             calibration windows do not overlap).
         max_windows: windows in all; each file gives up to ``ceil(max_windows / len(files))``.

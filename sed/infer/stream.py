@@ -2,23 +2,25 @@
 
 A file is read in blocks (soundfile) -> downmixed to mono -> resampled block by block
 (``soxr.ResampleStream``, any input rate) -> turned into log-mel frames by the experiment's own
-:class:`sed.features.frontend.LogMel` -> cut into windows -> scored in batches -> stitched on the
-model's global output frame grid. Only a block of audio, the STFT context, the frames of the
-windows not yet emitted and one batch of windows are held at a time; what grows with the length of
-the recording is the output itself (``frame (T', C)``: 10 hours of a 32x reducing model at
-93.75 frames/s and 24 classes are ~10 MB).
+:class:`sed.features.frontend.LogMel` -> handed to the windowing engine
+(:class:`sed.infer.engine.WindowEngine`: windows, scored in batches, stitched on the model's
+global output frame grid). Only a block of audio, the STFT context, the frames of the windows not
+yet emitted and one batch of windows are held at a time; what grows with the length of the
+recording is the output itself (``frame (T', C)``: 10 hours of a 32x reducing model at 93.75
+frames/s and 24 classes are ~10 MB per fold).
 
-The results equal those of decoding the whole file, running ``LogMel`` on it and calling
-:func:`sed.infer.sliding.predict_recording` (same windows, same padding of short files, same
-stitching), which ``tests/test_stream.py`` checks. Features at block boundaries are exact because
-each block's STFT is computed with ``n_fft / 2`` samples of context on both sides (rounded up to a
-whole hop so frames stay on the global grid) and frames that the block edge would distort are left
-for the next block; the file's own start and end get ``LogMel``'s reflect padding, as for a whole
-file.
+The results equal those of decoding the whole file, running ``LogMel`` on it and running the
+engine on those features (stage 3 over a float32 dump), which ``tests/test_stream.py`` checks.
+Features at block boundaries are exact because each block's STFT is computed with ``n_fft / 2``
+samples of context on both sides (rounded up to a whole hop so frames stay on the global grid)
+and frames that the block edge would distort are left for the next block; the file's own start
+and end get ``LogMel``'s reflect padding, as for a whole file.
 
-Backends plug in as a :class:`Scorer`: a callable from a batch of feature windows to
-probabilities; :class:`TorchScorer` (fold models averaged) is here and
-:class:`sed.infer.onnx_backend.OnnxScorer` runs an exported model.
+Test-time augmentation views (``infer.tta``) are predicted one pass each: a speed view resamples
+the decoded stream as stage 1 makes its speed-perturbed dumps, a shift view drops the first
+frames; :func:`sed.infer.tta.merge_views` combines them as stage 3 does. The folds of an
+experiment are scored together but stitched apart, and their recording scores averaged, as in
+stage 3.
 """
 
 from __future__ import annotations
@@ -27,113 +29,56 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from torch import nn
 
-from sed.config import Config, FeaturesConf
+from sed.config import FeaturesConf
 from sed.features.audio import AudioError
 from sed.features.frontend import LogMel
-from sed.frames import FrameGrid, output_frame_times
-from sed.infer.sliding import autocast_context
+from sed.frames import FrameGrid
+from sed.infer.engine import (
+    CLIP_SCORES,
+    FRAME_COMBINES,
+    RecordingScores,
+    Scorer,
+    TorchScorer,
+    WindowEngine,
+    Windower,
+    WindowScores,
+    feature_model,
+    infer_windows,
+    window_frames,
+)
+from sed.infer.events import EventRules, frame_boundaries
+from sed.infer.tta import View, ViewScores, merge_views, parse_views
+from sed.models.loading import experiment_folds, load_fold_model
 from sed.utils.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
-FRAME_COMBINES = ("max", "mean")
-CLIP_SCORES = ("clip", "frame_max")
-
-
-# --------------------------------------------------------------------------------------------------
-# Scorers: a batch of feature windows -> probabilities
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class WindowScores:
-    """Probabilities of a batch of windows.
-
-    Attributes:
-        clip: clip probabilities (B, C).
-        frame: frame probabilities (B, T', C).
-        activity: activity probabilities (B, T') when the model has an activity head, else None.
-    """
-
-    clip: np.ndarray
-    frame: np.ndarray
-    activity: np.ndarray | None = None
-
-
-class Scorer(Protocol):
-    """What the streaming loop needs from a backend."""
-
-    time_reduction: int
-
-    def __call__(self, feats: np.ndarray) -> WindowScores:
-        """Score windows of log-mel features (B, n_mels, W) (float32)."""
-        ...
-
-
-def feature_model(model: nn.Module) -> nn.Module:
-    """The part of ``model`` that takes log-mel features: a waveform model's body, else itself."""
-    # a waveform model (sed.models.wrappers.WaveformSED) exposes its front end and body
-    if isinstance(getattr(model, "frontend", None), nn.Module):
-        return model.body
-    return model
-
-
-class TorchScorer:
-    """Torch models (e.g. the folds of an experiment) whose probabilities are averaged.
-
-    Args:
-        models: models of the DESIGN §5 contract with the same classes and time reduction.
-        device: where the models are.
-        amp_dtype: autocast dtype (None: float32).
-    """
-
-    def __init__(
-        self,
-        models: Sequence[nn.Module],
-        device: torch.device | str = "cpu",
-        amp_dtype: torch.dtype | None = None,
-    ) -> None:
-        if not models:
-            raise ValueError("TorchScorer needs at least one model")
-        reductions = {int(getattr(m, "time_reduction", 1)) for m in models}
-        if len(reductions) != 1:
-            raise ValueError(f"models differ in time reduction: {sorted(reductions)}")
-        self.models = [feature_model(m).eval() for m in models]
-        self.device = torch.device(device)
-        self.amp_dtype = amp_dtype
-        self.time_reduction = reductions.pop()
-
-    @torch.inference_mode()
-    def __call__(self, feats: np.ndarray) -> WindowScores:
-        x = torch.from_numpy(feats).to(self.device, non_blocking=True)
-        clip = frame = activity = None
-        with autocast_context(self.device, self.amp_dtype):
-            for model in self.models:
-                out = model(x)
-                c = torch.sigmoid(out["clip_logits"].float())
-                f = torch.sigmoid(out["frame_logits"].float())
-                a = out.get("activity_logits")
-                a = torch.sigmoid(a.float())[..., 0] if a is not None else None
-                # running sums: one fold's outputs at a time, whatever the number of folds
-                clip = c if clip is None else clip + c
-                frame = f if frame is None else frame + f
-                if a is not None:
-                    activity = a if activity is None else activity + a
-        k = len(self.models)
-        assert clip is not None and frame is not None
-        return WindowScores(
-            (clip / k).cpu().numpy(),
-            (frame / k).cpu().numpy(),
-            None if activity is None else (activity / k).cpu().numpy(),
-        )
+# names other modules have imported from here since before the engine was split off
+__all__ = [
+    "CLIP_SCORES",
+    "FRAME_COMBINES",
+    "AudioError",
+    "FeatureStream",
+    "LoadedModel",
+    "Scorer",
+    "StreamResult",
+    "StreamingPredictor",
+    "TorchScorer",
+    "WindowScores",
+    "Windower",
+    "audio_info",
+    "experiment_folds",
+    "feature_model",
+    "infer_windows",
+    "iter_audio_blocks",
+    "load_experiment",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,6 +160,26 @@ def iter_audio_blocks(
 # --------------------------------------------------------------------------------------------------
 
 
+def speed_blocks(
+    blocks: Iterable[np.ndarray], sample_rate: int, speed: float
+) -> Iterator[np.ndarray]:
+    """The blocks played ``speed`` times faster, at the same rate: what
+    :func:`sed.features.audio.speed_perturb` does to a whole signal (stage 1's speed-perturbed
+    dumps), block by block with one ``soxr.ResampleStream``."""
+    stream = soxr.ResampleStream(sample_rate * speed, sample_rate, 1, dtype="float32")
+    it = iter(blocks)
+    block = next(it, None)
+    while block is not None:
+        nxt = next(it, None)
+        yield np.ascontiguousarray(stream.resample_chunk(block, last=nxt is None), np.float32)
+        block = nxt
+
+
+# --------------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------------
+
+
 class FeatureStream:
     """Log-mel frames of a signal pushed in pieces, equal to the front end on the whole signal.
 
@@ -274,108 +239,34 @@ class FeatureStream:
         return np.ascontiguousarray(out)
 
 
-class Windower:
-    """Cuts a stream of frames into the windows of :func:`sed.frames.window_starts`.
+class FrameSkip:
+    """Drops the first ``shift`` frames of a frame stream (a shifted test-time view), or, for a
+    stream of fewer than ``shift + r`` frames, all but its last ``r`` (the rule of
+    :func:`sed.infer.tta.shift_frames`). Holds at most ``shift + r`` frames.
 
-    Windows start every ``hop`` frames; at the end one more window ending at the last frame is
-    added (its start rounded down to ``align``), and a signal shorter than one window is repeated
-    to fill it, as :func:`sed.infer.sliding.predict_recording` does. Only frames that a future
-    window may still need are kept.
+    Attributes:
+        applied: the frames dropped, once known (None before).
     """
 
-    def __init__(self, window: int, hop: int, align: int = 1) -> None:
-        if window <= 0 or hop <= 0 or hop > window:
-            raise ValueError(f"need 0 < hop ({hop}) <= window ({window})")
-        self.window, self.hop, self.align = window, hop, align
-        self.buf: np.ndarray | None = None  # (n_mels, k)
-        self.buf_start = 0
+    def __init__(self, shift: int, reduction: int) -> None:
+        self.shift, self.r = int(shift), int(reduction)
+        self.held: list[np.ndarray] = []
         self.n_frames = 0
-        self.next_start = 0
-        self.last_start: int | None = None
+        self.applied: int | None = None
 
-    def push(self, frames: np.ndarray, last: bool = False) -> list[tuple[int, np.ndarray]]:
-        """Add frames (n_mels, n); return the completed windows as ``(start, (n_mels, window))``."""
+    def push(self, frames: np.ndarray, last: bool = False) -> np.ndarray:
+        """Add frames (n_mels, n); return the frames after the shift that are known so far."""
+        if self.applied is not None:
+            return frames
         if frames.size:
-            self.buf = frames if self.buf is None else np.concatenate([self.buf, frames], axis=1)
+            self.held.append(frames)
             self.n_frames += frames.shape[1]
-        out: list[tuple[int, np.ndarray]] = []
-        w = self.window
-        while self.buf is not None and self.next_start + w <= self.n_frames:
-            i = self.next_start - self.buf_start
-            out.append((self.next_start, self.buf[:, i : i + w].copy()))
-            self.last_start = self.next_start
-            self.next_start += self.hop
-        if last:
-            out += self._finish()
-        elif self.buf is not None:
-            # the final window may start up to align - 1 frames before the last w frames
-            keep = max(self.buf_start, min(self.next_start, self.n_frames - w - self.align))
-            self.buf = self.buf[:, keep - self.buf_start :]
-            self.buf_start = keep
-        return out
-
-    def _finish(self) -> list[tuple[int, np.ndarray]]:
-        if self.buf is None:
-            raise ValueError("no frames: the signal is empty")
-        n, w = self.n_frames, self.window
-        if n < w:
-            # shorter than a window: repeated (keeps the recording's statistics, unlike zeros)
-            reps = -(-w // n)
-            return [(0, np.tile(self.buf, (1, reps))[:, :w])]
-        start = (n - w) // self.align * self.align
-        if self.last_start is not None and start <= self.last_start:
-            return []
-        i = start - self.buf_start
-        return [(start, self.buf[:, i : i + w].copy())]
-
-
-class Stitcher:
-    """Window outputs placed on the global output frame grid (max or mean where they overlap).
-
-    Args:
-        n_classes: C.
-        reduction: the model's time reduction r (window starts are multiples of it).
-        combine: ``max`` or ``mean``.
-        capacity: expected output frames (grows as needed).
-    """
-
-    def __init__(self, n_classes: int, reduction: int, combine: str, capacity: int = 1024) -> None:
-        if combine not in FRAME_COMBINES:
-            raise ValueError(f"frame_combine must be one of {FRAME_COMBINES}, got '{combine}'")
-        self.r, self.combine = reduction, combine
-        capacity = max(capacity, 16)
-        self.acc = np.zeros((capacity, n_classes), np.float32)
-        self.count = np.zeros(capacity, np.float32)
-        self.end = 0
-
-    def _reserve(self, n: int) -> None:
-        if n > len(self.acc):
-            size = max(n, 2 * len(self.acc))
-            acc = np.zeros((size, self.acc.shape[1]), np.float32)
-            acc[: self.end] = self.acc[: self.end]
-            count = np.zeros(size, np.float32)
-            count[: self.end] = self.count[: self.end]
-            self.acc, self.count = acc, count
-
-    def add(self, start: int, values: np.ndarray) -> None:
-        """Add one window's frame outputs (T', C) whose window starts at input frame ``start``."""
-        j = start // self.r
-        self._reserve(j + len(values))
-        seg = self.acc[j : j + len(values)]
-        if self.combine == "max":
-            # probabilities are >= 0, so zeros are a neutral start
-            np.maximum(seg, values, out=seg)
-        else:
-            seg += values
-        self.count[j : j + len(values)] += 1
-        self.end = max(self.end, j + len(values))
-
-    def result(self, n_out: int) -> np.ndarray:
-        """The first ``n_out`` output frames, (n_out, C)."""
-        out = self.acc[:n_out].copy()
-        if self.combine == "mean":
-            out /= np.maximum(self.count[:n_out], 1)[:, None]
-        return out
+        if self.n_frames >= self.shift + self.r or (last and self.n_frames):
+            self.applied = min(self.shift, max(0, self.n_frames - self.r))
+            out = np.concatenate(self.held, axis=1)[:, self.applied :]
+            self.held = []
+            return out
+        return np.zeros((0, 0), np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -385,20 +276,24 @@ class Stitcher:
 
 @dataclass
 class StreamResult:
-    """Predictions for one recording.
+    """Predictions for one recording (folds averaged, test-time views combined).
 
     Attributes:
-        clip: recording probabilities (C,): max over windows of the clip output (or max over time
-            of ``frame`` with ``clip_score="frame_max"``).
+        clip: recording probabilities (C,): per view the max over windows of the clip output (or
+            max over time of the frame scores with ``clip_score="frame_max"``), averaged over
+            views and then over folds, as in stage 3.
         frame: frame probabilities (T', C) on the model's output grid, ``T' = T // r`` for ``T``
-            feature frames (gated by ``activity`` when gating is on).
-        window_starts: start of each window in seconds (n_windows,).
-        window_clip: clip probabilities of each window (n_windows, C).
-        activity: activity probabilities (T',), when the model has an activity head.
+            feature frames (gated by the activity when gating is on; views and folds averaged).
+        window_starts: start of each window of the original view in seconds (n_windows,).
+        window_clip: clip probabilities of each of those windows, fold mean (n_windows, C).
+        activity: activity probabilities of the original view (T',), when the model has an
+            activity head.
         duration: seconds of audio (at the model's sample rate).
         grid: the feature frame grid.
         reduction: the model's time reduction r.
         window_seconds: length of a window as used (rounded to whole output frames).
+        clip_views: clip probabilities of each view, fold mean (V, C).
+        views: the views' names (V,).
     """
 
     clip: np.ndarray
@@ -410,12 +305,13 @@ class StreamResult:
     grid: FrameGrid
     reduction: int
     window_seconds: float
-    extra: dict = field(default_factory=dict)
+    clip_views: np.ndarray | None = None
+    views: list[str] = field(default_factory=lambda: ["orig"])
 
-    def frame_times(self) -> tuple[np.ndarray, np.ndarray]:
-        """Onset and offset in seconds of each output frame, each (T',)."""
-        on, off = output_frame_times(len(self.frame), self.grid, self.reduction)
-        return on, np.minimum(off, self.duration)
+    def boundaries(self) -> np.ndarray:
+        """Frame boundaries in seconds (T' + 1,): frame ``t`` spans ``[b[t], b[t + 1])``, the
+        rule of stage 3's frame tables (:func:`sed.infer.events.frame_boundaries`)."""
+        return frame_boundaries(len(self.frame), self.grid, self.reduction)
 
 
 class StreamingPredictor:
@@ -423,7 +319,8 @@ class StreamingPredictor:
 
     Args:
         frontend: waveform (N,) -> log-mel (n_mels, N // hop + 1); the experiment's ``LogMel``.
-        scorer: the backend (:class:`TorchScorer`, ``OnnxScorer`` ...).
+        scorer: the backend (:class:`~sed.infer.engine.TorchScorer`, ``OnnxScorer`` ...); its
+            members (folds) are stitched apart and averaged at the end.
         sample_rate: the front end's sample rate (files are resampled to it).
         n_fft: the front end's FFT size (for the STFT context at block edges).
         hop_length: the front end's hop.
@@ -434,6 +331,7 @@ class StreamingPredictor:
         clip_score: ``clip`` (max over windows of the clip output) or ``frame_max``.
         gate_activity: multiply frame probabilities by the activity probability (when present).
         block_seconds: audio decoded per block (memory: one block of samples and its STFT).
+        views: test-time augmentation views, the original first (default: the original only).
     """
 
     def __init__(
@@ -450,30 +348,28 @@ class StreamingPredictor:
         clip_score: str = "clip",
         gate_activity: bool = False,
         block_seconds: float = 30.0,
+        views: Sequence[View] | None = None,
     ) -> None:
         if clip_score not in CLIP_SCORES:
             raise ValueError(f"clip_score must be one of {CLIP_SCORES}, got '{clip_score}'")
-        if frame_combine not in FRAME_COMBINES:
-            raise ValueError(
-                f"frame_combine must be one of {FRAME_COMBINES}, got '{frame_combine}'"
-            )
         if window_seconds <= 0 or not 0 < hop_seconds <= window_seconds:
             raise ValueError(
                 f"need 0 < hop_seconds ({hop_seconds}) <= window_seconds ({window_seconds})"
             )
+        self.views = list(views) if views else [View()]
+        if self.views[0] != View():
+            raise ValueError(f"the first view must be the original, got {self.views[0]}")
         self.frontend = frontend
         self.scorer = scorer
         self.grid = FrameGrid(int(sample_rate), int(hop_length))
         self.n_fft = int(n_fft)
-        r = int(scorer.time_reduction)
-        self.reduction = r
-        # the same frame counts as training's window_frames and predict_recording's rounding
-        window = self.grid.n_frames(self.grid.seconds_to_samples(window_seconds))
-        hop = max(1, self.grid.seconds_to_frames(hop_seconds))
-        self.window = max(r, window - window % r)
-        self.hop = min(self.window, max(r, hop - hop % r))
+        # the same frame counts as validation and stage 3 (sed.infer.engine)
+        window, hop = window_frames(window_seconds, hop_seconds, self.grid)
+        self.engine = WindowEngine(scorer, window, hop, batch_size, frame_combine, gate_activity)
+        self.reduction = self.engine.reduction
+        self.window, self.hop = self.engine.window, self.engine.hop
         self.window_seconds = float(window_seconds)
-        self.batch_size = int(batch_size)
+        self.batch_size = self.engine.batch_size
         self.frame_combine = frame_combine
         self.clip_score = clip_score
         self.gate_activity = gate_activity
@@ -482,31 +378,56 @@ class StreamingPredictor:
     def predict_file(
         self, path: str | Path, progress: Callable[[float], None] | None = None
     ) -> StreamResult:
-        """Predict one audio file of any length and format.
+        """Predict one audio file of any length and format (read once per view).
 
         Args:
             path: audio file.
-            progress: called with the seconds of audio consumed since the last call.
+            progress: called with the seconds of audio consumed since the last call (each view's
+                pass counts its share).
 
         Raises:
             AudioError: unreadable file.
         """
         frames, sr, _ = audio_info(path)
         expected = int(frames * self.grid.sample_rate / max(sr, 1))
-        blocks = iter_audio_blocks(path, self.grid.sample_rate, self.block_seconds)
-        return self.predict_blocks(blocks, progress, expected_samples=expected)
+        return self._predict(
+            lambda: iter_audio_blocks(path, self.grid.sample_rate, self.block_seconds),
+            progress,
+            expected,
+        )
 
     def predict_wave(self, wave: np.ndarray, block_samples: int | None = None) -> StreamResult:
         """Predict a mono waveform (N,) already at the front end's rate, streamed in blocks."""
         n = block_samples or int(self.block_seconds * self.grid.sample_rate)
-        blocks = (wave[i : i + n] for i in range(0, max(len(wave), 1), n))
-        return self.predict_blocks(blocks, expected_samples=len(wave))
+        return self._predict(
+            lambda: (wave[i : i + n] for i in range(0, max(len(wave), 1), n)), None, len(wave)
+        )
+
+    def predict_blocks(
+        self,
+        blocks: Iterable[np.ndarray],
+        progress: Callable[[float], None] | None = None,
+        expected_samples: int = 0,
+    ) -> StreamResult:
+        """Predict a recording given once as consecutive mono blocks at the front end's rate.
+
+        Raises:
+            ValueError: test-time views, which read the recording once each (use
+                :meth:`predict_file` or :meth:`predict_wave`).
+        """
+        if len(self.views) > 1:
+            raise ValueError(
+                "test-time augmentation views read the recording once each: use predict_file "
+                "or predict_wave"
+            )
+        return self._predict(lambda: blocks, progress, expected_samples)
 
     def iter_windows(
         self,
         blocks: Iterable[np.ndarray],
         feats: FeatureStream | None = None,
         progress: Callable[[float], None] | None = None,
+        skip: FrameSkip | None = None,
     ) -> Iterator[list[tuple[int, np.ndarray]]]:
         """The log-mel windows the scorer sees, block by block.
 
@@ -514,12 +435,14 @@ class StreamingPredictor:
             blocks: consecutive mono blocks at the front end's rate (e.g. ``iter_audio_blocks``).
             feats: the feature stream to use (its frame and sample counts stay readable).
             progress: called with the seconds of audio of each block.
+            skip: frames dropped at the start (a shifted view).
 
         Yields:
-            For each block, the windows it completed: ``[(start frame, (n_mels, window))]``.
+            For each block, the windows it completed: ``[(start frame, (n_mels, window))]``,
+            starts counted after the skipped frames.
         """
         feats = feats or FeatureStream(self.frontend, self.n_fft, self.grid.hop_length)
-        windower = Windower(self.window, self.hop, self.reduction)
+        windower = self.engine.windower()
         # the blocks are consumed one ahead, so the last one is known when it is pushed
         it = iter(blocks)
         block = next(it, None)
@@ -528,69 +451,69 @@ class StreamingPredictor:
             last = nxt is None
             if progress is not None:
                 progress(len(block) / self.grid.sample_rate)
-            yield windower.push(feats.push(block, last=last), last=last)
+            frames = feats.push(block, last=last)
+            if skip is not None:
+                frames = skip.push(frames, last=last)
+            yield windower.push(frames, last=last)
             # after the consumer scored the block: without it a 10-hour file's peak memory grows
             # with its length (heap fragments)
             release_free_memory()
             block = nxt
 
-    def predict_blocks(
+    def _predict_view(
         self,
         blocks: Iterable[np.ndarray],
-        progress: Callable[[float], None] | None = None,
-        expected_samples: int = 0,
-    ) -> StreamResult:
-        """Predict a recording given as consecutive mono blocks at the front end's rate."""
+        view: View,
+        progress: Callable[[float], None] | None,
+        expected_samples: int,
+    ) -> tuple[ViewScores, int]:
+        """One view's scores and the number of samples of the view's signal."""
+        if view.speed != 1.0:
+            blocks = speed_blocks(blocks, self.grid.sample_rate, view.speed)
+        shift = self.grid.seconds_to_frames(view.shift_seconds) // self.reduction * self.reduction
+        skip = FrameSkip(shift, self.reduction) if shift else None
         feats = FeatureStream(self.frontend, self.n_fft, self.grid.hop_length)
-        stitch: Stitcher | None = None
-        act_stitch: Stitcher | None = None
-        capacity = self.grid.n_frames(expected_samples) // self.reduction + 1
-        starts: list[int] = []
-        clips: list[np.ndarray] = []
-        pending: list[tuple[int, np.ndarray]] = []
-
-        def run(batch: list[tuple[int, np.ndarray]]) -> None:
-            nonlocal stitch, act_stitch
-            scores = self.scorer(np.stack([w for _, w in batch]))
-            frame = scores.frame
-            if stitch is None:
-                stitch = Stitcher(frame.shape[2], self.reduction, self.frame_combine, capacity)
-            if scores.activity is not None:
-                if act_stitch is None:
-                    act_stitch = Stitcher(1, self.reduction, self.frame_combine, capacity)
-                if self.gate_activity:
-                    frame = frame * scores.activity[..., None]
-            for i, (s, _) in enumerate(batch):
-                stitch.add(s, frame[i])
-                if act_stitch is not None and scores.activity is not None:
-                    act_stitch.add(s, scores.activity[i][:, None])
-                starts.append(s)
-                clips.append(scores.clip[i])
-
-        for windows in self.iter_windows(blocks, feats, progress):
-            pending += windows
-            while len(pending) >= self.batch_size:
-                run(pending[: self.batch_size])
-                pending = pending[self.batch_size :]
-        if pending:
-            run(pending)
-        if stitch is None:
+        n_expected = self.grid.n_frames(int(expected_samples / view.speed))
+        acc = self.engine.accumulator(n_expected // self.reduction + 1)
+        for windows in self.iter_windows(blocks, feats, progress, skip):
+            acc.add(windows)
+        applied = skip.applied if skip is not None else 0
+        if feats.n_samples == 0 or (acc.stitch is None and not acc.pending) or applied is None:
             raise AudioError("no audio samples")
-        n_out = feats.next_frame // self.reduction
-        frame = stitch.result(n_out)
-        clip_w = np.stack(clips)
-        clip = frame.max(axis=0) if self.clip_score == "frame_max" and n_out else clip_w.max(axis=0)
-        activity = act_stitch.result(n_out)[:, 0] if act_stitch is not None else None
+        scores = acc.finish(feats.next_frame - applied)
+        return ViewScores(view, applied, feats.next_frame, scores), feats.n_samples
+
+    def _predict(
+        self,
+        open_blocks: Callable[[], Iterable[np.ndarray]],
+        progress: Callable[[float], None] | None,
+        expected_samples: int,
+    ) -> StreamResult:
+        n_views = len(self.views)
+        share = None
+        if progress is not None:
+            share = (lambda s: progress(s / n_views)) if n_views > 1 else progress
+        items: list[ViewScores] = []
+        n_samples = 0
+        for view in self.views:
+            item, n = self._predict_view(open_blocks(), view, share, expected_samples)
+            n_samples = n_samples or n  # the original view's (the first)
+            items.append(item)
+        orig: RecordingScores = items[0].scores
+        merged = merge_views(items, items[0].n_frames, self.reduction, self.clip_score)
+        # folds: recording scores averaged, as stage 3 averages them
         return StreamResult(
-            clip=clip.astype(np.float32),
-            frame=frame,
-            window_starts=np.asarray(starts, np.float64) / self.grid.frames_per_second,
-            window_clip=clip_w.astype(np.float32),
-            activity=activity,
-            duration=feats.n_samples / self.grid.sample_rate,
+            clip=merged.clip.mean(axis=0).astype(np.float32),
+            frame=merged.frame.mean(axis=0).astype(np.float32),
+            window_starts=orig.window_starts / self.grid.frames_per_second,
+            window_clip=orig.window_clip.mean(axis=0).astype(np.float32),
+            activity=None if orig.activity is None else orig.activity.mean(axis=0),
+            duration=n_samples / self.grid.sample_rate,
             grid=self.grid,
             reduction=self.reduction,
             window_seconds=self.window / self.grid.frames_per_second,
+            clip_views=merged.clip_views.mean(axis=0).astype(np.float32),
+            views=[v.name for v in self.views],
         )
 
 
@@ -608,8 +531,10 @@ class LoadedModel:
         frontend: waveform (N,) -> log-mel (n_mels, N // hop + 1).
         features: the experiment's feature settings.
         classes: output class names (C,).
-        window_seconds, hop_seconds, batch_size, frame_combine, clip_score: the experiment's
-            inference settings (defaults for :meth:`predictor`).
+        window_seconds, hop_seconds, batch_size, frame_combine, clip_score, gate_activity, views:
+            the experiment's inference settings (defaults for :meth:`predictor`).
+        events: the experiment's stage-4 post-processing (smoothing, tuned thresholds, event
+            rules).
         source: where the model came from, for logs and outputs.
     """
 
@@ -622,6 +547,9 @@ class LoadedModel:
     batch_size: int = 16
     frame_combine: str = "max"
     clip_score: str = "clip"
+    gate_activity: bool = False
+    views: list[View] = field(default_factory=lambda: [View()])
+    events: EventRules = field(default_factory=EventRules)
     source: str = ""
 
     def predictor(
@@ -629,8 +557,9 @@ class LoadedModel:
         window_seconds: float | None = None,
         hop_seconds: float | None = None,
         batch_size: int | None = None,
-        gate_activity: bool = False,
+        gate_activity: bool | None = None,
         block_seconds: float = 30.0,
+        views: Sequence[View] | None = None,
     ) -> StreamingPredictor:
         """A :class:`StreamingPredictor` with the experiment's settings, any of them overridden.
 
@@ -650,26 +579,10 @@ class LoadedModel:
             batch_size or self.batch_size,
             self.frame_combine,
             self.clip_score,
-            gate_activity,
+            self.gate_activity if gate_activity is None else gate_activity,
             block_seconds,
+            self.views if views is None else views,
         )
-
-
-def infer_windows(cfg: Config) -> tuple[float, float]:
-    """Window and hop in seconds of a config (defaults: the training crop, half of it), as in
-    :func:`sed.train.fold.window_frames`."""
-    window = float(cfg.infer.window_seconds or cfg.data.crop_seconds)
-    return window, float(cfg.infer.hop_seconds or window / 2)
-
-
-def experiment_folds(expdir: str | Path, checkpoint: str) -> list[int]:
-    """Folds of an experiment folder that have ``checkpoints/<checkpoint>.pt``."""
-    expdir = Path(expdir)
-    folds = []
-    for p in expdir.glob("fold*"):
-        if p.name[4:].isdigit() and (p / "checkpoints" / f"{checkpoint}.pt").exists():
-            folds.append(int(p.name[4:]))
-    return sorted(folds)
 
 
 def load_experiment(
@@ -679,7 +592,13 @@ def load_experiment(
     device: torch.device | str = "cpu",
     amp_dtype: torch.dtype | None = None,
 ) -> LoadedModel:
-    """Rebuild the fold models of an experiment folder; their probabilities are averaged.
+    """Rebuild the fold models of an experiment folder with its inference and stage-4 settings.
+
+    The folds are the scorer's members: stitched apart, their recording scores averaged, as in
+    stage 3. The settings are the experiment's ``infer`` section (window, hop, ``tta`` views,
+    ``gate_activity``, ``frame_combine``, ``clip_score``, smoothing and event rules) and the
+    per-class thresholds stage 4 tuned (``infer/<checkpoint>/thresholds.json``; without it every
+    class gets 0.5, with a warning).
 
     Args:
         expdir: ``exp/<recipe>/<family>/<version>`` (holds ``fold<k>/checkpoints/``).
@@ -690,11 +609,9 @@ def load_experiment(
 
     Raises:
         FileNotFoundError: no fold has the checkpoint.
-        ValueError: folds that differ in classes or features.
+        ValueError: folds that differ in classes or features; a thresholds.json that lacks
+            classes.
     """
-    # imported here: the training stack is only needed for experiment folders, not ONNX files
-    from sed.infer.experiment import load_fold_model
-
     expdir = Path(expdir)
     available = experiment_folds(expdir, checkpoint)
     folds = list(folds) if folds is not None else available
@@ -715,6 +632,15 @@ def load_experiment(
         models.append(model)
     assert cfg0 is not None and classes0 is not None
     window, hop = infer_windows(cfg0)
+    thresholds_path = expdir / "infer" / checkpoint / "thresholds.json"
+    if thresholds_path.exists():
+        thresholds: float | dict[str, float] = EventRules.read_thresholds(thresholds_path, classes0)
+    else:
+        log.warning(
+            "%s not found (stage 4 tunes it): detections use threshold 0.5 for every class",
+            thresholds_path,
+        )
+        thresholds = 0.5
     return LoadedModel(
         scorer=TorchScorer(models, device, amp_dtype),
         frontend=LogMel.from_config(cfg0.features).eval(),
@@ -725,5 +651,8 @@ def load_experiment(
         batch_size=cfg0.infer.batch_size if device.type == "cuda" else cfg0.infer.cpu_batch_size,
         frame_combine=cfg0.infer.frame_combine,
         clip_score=cfg0.infer.clip_score,
+        gate_activity=cfg0.infer.gate_activity,
+        views=parse_views(cfg0.infer.tta, cfg0.features.speed_perturb, f"{expdir}/config.yaml"),
+        events=EventRules.from_infer(cfg0.infer, thresholds),
         source=f"{expdir} ({checkpoint}.pt, folds {','.join(map(str, folds))})",
     )

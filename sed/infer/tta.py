@@ -1,12 +1,17 @@
-"""Test-time augmentation views: speed-perturbed dumps (seed 001), time shifts, and both.
+"""Test-time augmentation views: speed-perturbed signals (seed 001), time shifts, and both.
 
-A view is predicted like the original (sliding windows), then its frame scores are mapped back
-onto the original recording's output frame grid, so views can be averaged frame by frame:
+A view is predicted like the original (the sliding windows of :mod:`sed.infer.engine`), then its
+frame scores are mapped back onto the original recording's output frame grid, so views can be
+averaged frame by frame:
 
-- speed ``s``: the stage-1 dump of the recording played ``s`` times faster; original time ``t`` is
-  at ``t / s`` there, and frame scores are interpolated back.
+- speed ``s``: the recording played ``s`` times faster (stage 3: its stage-1 dump; ``sedkit infer``:
+  the same resampling on the fly); original time ``t`` is at ``t / s`` there, and frame scores are
+  interpolated back.
 - shift ``d`` seconds: the windows start ``d`` seconds later (a different window phase); frames
   before ``d`` are not covered by this view and do not count in its mean.
+
+:func:`merge_views` is the one rule that turns the views' scores into a recording's scores, for
+stage 3 over the dumps and ``sedkit infer`` over audio files alike.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from torch import nn
 
 from sed.config import ConfigError, closest
 from sed.frames import FrameGrid
-from sed.infer.sliding import predict_recording
+from sed.infer.engine import CLIP_SCORES, RecordingScores, TorchScorer, WindowEngine
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,124 @@ def parse_views(
     return views
 
 
+def shift_frames(view: View, grid: FrameGrid, reduction: int, n_view_frames: int) -> int:
+    """Input frames a view drops at its start: its shift in whole output frames, at most
+    ``n_view_frames - r`` (a recording shorter than the shift keeps its last output frame)."""
+    r = int(reduction)
+    shift = grid.seconds_to_frames(view.shift_seconds) // r * r
+    return min(shift, max(0, n_view_frames - r))
+
+
+@dataclass
+class ViewScores:
+    """The engine's scores of one view of a recording.
+
+    Attributes:
+        view: the view.
+        shift: input frames dropped at the view's start (:func:`shift_frames`).
+        n_frames: input frames of the view's whole signal (before the shift).
+        scores: the engine's scores of the frames after the shift, per member.
+    """
+
+    view: View
+    shift: int
+    n_frames: int
+    scores: RecordingScores
+
+
+@dataclass
+class MergedScores:
+    """A recording's scores over all views, per member (K members, e.g. folds).
+
+    Attributes:
+        clip: mean over views of each view's clip scores (K, C).
+        frame: mean over views of the frame scores on the original grid (K, T', C); frames no
+            view covers are 0.
+        clip_views: clip scores of each view (K, V, C).
+        frame_views: frame scores of each view on the original grid (K, V, T', C), NaN where a
+            view has no prediction (before a shift).
+    """
+
+    clip: np.ndarray
+    frame: np.ndarray
+    clip_views: np.ndarray
+    frame_views: np.ndarray
+
+
+def place_view(item: ViewScores, n_out: int, reduction: int) -> np.ndarray:
+    """A view's frame scores (K, T_v', C) on the original output grid: (K, n_out, C), NaN where
+    the view has no prediction."""
+    r = int(reduction)
+    frame = item.scores.frame
+    k, _, c = frame.shape
+    placed = np.full((k, item.n_frames // r, c), np.nan, np.float32)
+    j = item.shift // r
+    placed[:, j : j + frame.shape[1]] = frame[:, : placed.shape[1] - j]
+    if item.view.speed == 1.0:
+        return placed[:, :n_out]
+    # original output frame j is at perturbed output position j / speed
+    pos = np.arange(n_out) / item.view.speed
+    src = np.arange(placed.shape[1])
+    out = np.empty((k, n_out, c), np.float32)
+    for m in range(k):
+        for ci in range(c):
+            out[m, :, ci] = np.interp(pos, src, placed[m, :, ci], right=np.nan)
+    return out
+
+
+def merge_views(
+    items: Sequence[ViewScores], n_frames: int, reduction: int, clip_score: str = "clip"
+) -> MergedScores:
+    """The scores of a recording from those of its views.
+
+    Args:
+        items: the views' scores, the original view first.
+        n_frames: input frames T of the original recording.
+        reduction: the model's time reduction r.
+        clip_score: a view's clip score: ``clip`` (max over windows of the clip output) or
+            ``frame_max`` (max over time of its frame scores on the original grid).
+    """
+    if clip_score not in CLIP_SCORES:
+        raise ValueError(f"clip_score must be one of {CLIP_SCORES}, got '{clip_score}'")
+    n_out = n_frames // int(reduction)
+    frames = np.stack([place_view(it, n_out, reduction) for it in items], axis=1)  # (K,V,T',C)
+    clips = np.stack([it.scores.clip for it in items], axis=1)  # (K, V, C)
+    if clip_score == "frame_max" and n_out:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a class no frame covers: 0
+            clips = np.nan_to_num(np.nanmax(frames, axis=2), nan=0.0)
+    merged = [combine_views(clips[m], frames[m]) for m in range(len(clips))]
+    return MergedScores(
+        clip=np.stack([c for c, _ in merged]),
+        frame=np.stack([f for _, f in merged]),
+        clip_views=clips.astype(np.float32),
+        frame_views=frames,
+    )
+
+
+def predict_dump_views(
+    engine: WindowEngine,
+    read: Callable[[float], np.ndarray],
+    views: Sequence[View],
+    grid: FrameGrid,
+) -> list[ViewScores]:
+    """The engine's scores of every view of one recording whose features are in memory.
+
+    Args:
+        engine: the windowing engine (scorer, window, hop ...).
+        read: ``speed -> features (n_mels, T_speed)`` of the recording (its stage-1 dumps).
+        views: the views (:func:`parse_views`).
+        grid: the feature frame grid.
+    """
+    out = []
+    for view in views:
+        feats = read(view.speed)
+        n = feats.shape[1]
+        shift = shift_frames(view, grid, engine.reduction, n)
+        out.append(ViewScores(view, shift, n, engine.predict(feats[:, shift:])))
+    return out
+
+
 def predict_views(
     model: nn.Module,
     read: Callable[[float], np.ndarray],
@@ -109,41 +232,11 @@ def predict_views(
         Frame scores on the original output grid ``T' = T // r``; NaN where a view has no
         prediction (before a shift).
     """
-    r = int(getattr(model, "time_reduction", 1))
-    if getattr(model, "body", None) is not None and getattr(model, "frontend", None) is not None:
-        r = int(model.body.time_reduction)
-    n_out = n_frames // r
-    clips, frames = [], []
-    for view in views:
-        feats = read(view.speed)
-        shift = grid.seconds_to_frames(view.shift_seconds) // r * r
-        shift = min(shift, max(0, feats.shape[1] - r))
-        clip, frame = predict_recording(
-            model,
-            feats[:, shift:],
-            window,
-            hop,
-            batch_size,
-            device,
-            amp_dtype,
-            frame_combine,
-            gate_activity=gate_activity,
-        )
-        placed = np.full((feats.shape[1] // r, frame.shape[1]), np.nan, np.float32)
-        placed[shift // r : shift // r + len(frame)] = frame[: len(placed) - shift // r]
-        if view.speed != 1.0:
-            # original output frame j is at perturbed output position j / speed
-            pos = np.arange(n_out) / view.speed
-            src = np.arange(len(placed))
-            placed = np.stack(
-                [np.interp(pos, src, placed[:, c], right=np.nan) for c in range(placed.shape[1])],
-                axis=1,
-            ).astype(np.float32)
-        else:
-            placed = placed[:n_out]
-        clips.append(clip)
-        frames.append(placed)
-    return np.stack(clips), np.stack(frames)
+    scorer = TorchScorer([model], device, amp_dtype)
+    engine = WindowEngine(scorer, window, hop, batch_size, frame_combine, gate_activity)
+    items = predict_dump_views(engine, read, views, grid)
+    merged = merge_views(items, n_frames, engine.reduction)
+    return merged.clip_views[0], merged.frame_views[0]
 
 
 def combine_views(clips: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

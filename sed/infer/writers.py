@@ -23,12 +23,11 @@ import pandas as pd
 from sed.fileio import atomic_open, write_csv
 from sed.infer.events import (
     Event,
-    detect_events_df,
+    EventRules,
     events_to_frame,
     score_dataframe,
     validate_score_dataframe,
 )
-from sed.infer.postprocess import smooth_frames
 
 log = logging.getLogger(__name__)
 
@@ -261,19 +260,14 @@ def write_event_outputs(
         ``(smoothed score tables, events)``, both keyed by id.
     """
     outdir = Path(outdir)
+    # the one post-processing rule, shared with sedkit infer
+    rules = EventRules(thresholds, median, kernel, score, min_duration, merge_gap)
     smoothed: dict[str, pd.DataFrame] = {}
     events: dict[str, list[Event]] = {}
     for rid, df in scores.items():
         timestamps, classes = validate_score_dataframe(df)
-        frames = smooth_frames(df[classes].to_numpy(), median=median, kernel=kernel)
+        frames, events[rid] = rules.apply(df[classes].to_numpy(), timestamps, classes)
         smoothed[rid] = score_dataframe(frames, timestamps, classes)
-        events[rid] = detect_events_df(
-            smoothed[rid],
-            thresholds,
-            score=score,
-            min_duration=min_duration,
-            merge_gap=merge_gap,
-        )
     write_score_tsvs(outdir / "scores", smoothed)
     write_raven_tables(outdir / "raven", events, sample_rate, bands)
     write_detections_csv(outdir / "detections.csv", events, id_column)

@@ -5,7 +5,9 @@
 #                            [JOB=a:b | JOB=a,b,c:d] <log> <command ...>
 #
 # With a JOB range the literal JOB in the log name and in the command is replaced by each task's
-# index (JOB=1:4 is 1 2 3 4; JOB=0,2,5:6 is 0 2 5 6). Tasks run --max_jobs_run at a time
+# index (JOB=1:4 is 1 2 3 4; JOB=0,2,5:6 is 0 2 5 6). As in Kaldi, the placeholder is the name
+# before '=': a caller whose paths contain "JOB" picks another one (JOB1=1:4 ... foldJOB1), so
+# only the placeholder is substituted and such paths are passed on intact. Tasks run --max_jobs_run at a time
 # [default 1: one after the other, because a training task already uses every core of a small
 # machine; raise it for light tasks or a machine with several GPUs].
 #
@@ -21,6 +23,7 @@
 set -uo pipefail
 
 usage="usage: $0 [--gpu N] [--num_threads N] [--mem M] [--time T] [--max_jobs_run N] [JOB=a:b] <log> <command ...>"
+job_var=JOB
 num_threads=""
 max_jobs_run=1
 while [[ $# -gt 0 && "$1" == --* ]]; do
@@ -39,10 +42,11 @@ fi
 
 ranged=false
 tasks=(0)  # one task; its index is not used without a JOB range
-if [[ $# -gt 0 && "$1" == JOB=* ]]; then
+if [[ $# -gt 0 && "$1" =~ ^([A-Z][A-Z0-9_]*)= ]]; then
   ranged=true
+  job_var=${BASH_REMATCH[1]}
   tasks=()
-  IFS=, read -ra parts <<< "${1#JOB=}"
+  IFS=, read -ra parts <<< "${1#*=}"
   for part in "${parts[@]}"; do
     if [[ "${part}" =~ ^([0-9]+):([0-9]+)$ ]] && (( BASH_REMATCH[1] <= BASH_REMATCH[2] )); then
       mapfile -t -O "${#tasks[@]}" tasks < <(seq "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")
@@ -57,8 +61,8 @@ if [[ $# -gt 0 && "$1" == JOB=* ]]; then
 fi
 if [[ $# -lt 2 ]]; then echo "${usage}" >&2; exit 2; fi
 log_spec=$1; shift
-if [[ "${ranged}" == true && "${log_spec}" != *JOB* ]]; then
-  echo "$0: with a JOB range the log name must contain JOB (got ${log_spec})" >&2; exit 2
+if [[ "${ranged}" == true && "${log_spec}" != *"${job_var}"* ]]; then
+  echo "$0: with a ${job_var} range the log name must contain ${job_var} (got ${log_spec})" >&2; exit 2
 fi
 [[ -n "${num_threads}" ]] && export OMP_NUM_THREADS="${num_threads}"
 
@@ -72,8 +76,8 @@ declare -A pid_task=() task_log=() task_start=() task_rc=() task_tail=()
 launch() {  # start task $1 in the background
   local task=$1 log=${log_spec} args=("${cmd[@]}")
   if [[ "${ranged}" == true ]]; then
-    log=${log//JOB/${task}}
-    args=("${args[@]//JOB/${task}}")
+    log=${log//"${job_var}"/${task}}
+    args=("${args[@]//"${job_var}"/${task}}")
   fi
   mkdir -p "$(dirname "${log}")"
   {
@@ -105,7 +109,7 @@ finish() {  # task $1 ended with status $2: write its end line
   if [[ "${show}" == false ]]; then echo "$(stamp) local.sh: task ${task} ended (code ${rc}): ${log}"; fi
 }
 
-# shellcheck disable=SC2317  # called by the traps below
+# shellcheck disable=SC2317,SC2329  # called by the traps below
 forward() {  # pass an interrupt on to the running commands, which decide how to stop
   echo "$(stamp) local.sh: got $1; sending TERM to the running task(s)" >&2
   local pid

@@ -8,9 +8,10 @@ Usage (the interface of every backend; see ``cmd.sh``)::
 The job script is written next to the log (``<log>.sbatch`` without ``.log``; for a ``JOB`` in a
 folder name, into the nearest folder without it) and submitted with the flags that
 ``conf/slurm.conf`` maps the options to. ``JOB=a:b`` (or a list ``JOB=0,2,5:7``) becomes one job
-array; the literal ``JOB`` in the log path and the command is each task's index. Every task's log
-has the format of the local backend: the command line, a start line (with the Slurm job id), the
-output and ``# Ended (code N) at ..., elapsed time S seconds``.
+array; the literal ``JOB`` in the log path and the command is each task's index (the placeholder
+is the name before ``=``: ``JOB1=1:4`` substitutes ``JOB1``, for paths that contain ``JOB``).
+Every task's log has the format of the local backend: the command line, a start line (with the
+Slurm job id), the output and ``# Ended (code N) at ..., elapsed time S seconds``.
 
 This command waits until every task has ended, prints each task's exit status and log, and exits
 with 0 when all succeeded, else with the status of the first failed task (1 when a task ended
@@ -30,6 +31,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,12 +174,12 @@ def array_spec(ids: list[int], max_jobs_run: int | None = None) -> str:
     return ",".join(parts) + (f"%{max_jobs_run}" if max_jobs_run else "")
 
 
-def job_script_path(log: Path) -> Path:
+def job_script_path(log: Path, token: str = "JOB") -> Path:
     """Where the job script goes: next to the log; for ``dir/foldJOB/train.log``, in ``dir``."""
     parts = log.parts
     stem = log.name[: -len(".log")] if log.name.endswith(".log") else log.name
     dirs = parts[:-1]
-    first_job = next((i for i, p in enumerate(dirs) if "JOB" in p), len(dirs))
+    first_job = next((i for i, p in enumerate(dirs) if token in p), len(dirs))
     name = ".".join([*dirs[first_job:], stem]) + ".sbatch"
     return Path(*dirs[:first_job], name) if first_job else Path(name)
 
@@ -188,11 +190,11 @@ def job_name(log: Path) -> str:
     return "/".join([*log.parts[-3:-1], stem])
 
 
-def bash_word(arg: str, var: str | None) -> str:
-    """``arg`` quoted for bash, each literal ``JOB`` replaced by ``"${var}"`` when ``var``."""
-    if var is None or "JOB" not in arg:
+def bash_word(arg: str, var: str | None, token: str = "JOB") -> str:
+    """``arg`` quoted for bash, each literal ``token`` replaced by ``"${var}"`` when ``var``."""
+    if var is None or token not in arg:
         return shlex.quote(arg)
-    return f'"${{{var}}}"'.join(shlex.quote(piece) if piece else "" for piece in arg.split("JOB"))
+    return f'"${{{var}}}"'.join(shlex.quote(piece) if piece else "" for piece in arg.split(token))
 
 
 def sbatch_lines(flags: list[str]) -> list[str]:
@@ -218,9 +220,12 @@ class Job:
     num_threads: str | None = None
     max_jobs_run: int | None = None
     workdir: Path = field(default_factory=Path.cwd)
+    # the placeholder of the task index: the name before '=' of the range (JOB=1:4), so a caller
+    # whose paths contain "JOB" can pick another one and keep those paths intact
+    token: str = "JOB"
 
     def task_log(self, task: int | None) -> Path:
-        return Path(str(self.log).replace("JOB", str(task))) if task is not None else self.log
+        return Path(str(self.log).replace(self.token, str(task))) if task is not None else self.log
 
     @property
     def tasks(self) -> list[int | None]:
@@ -237,7 +242,7 @@ class Job:
         # Slurm writes the script's output to the log; %a is the array index, % must be doubled
         output = str(log).replace("%", "%%")
         if var:
-            output = output.replace("JOB", "%a")
+            output = output.replace(self.token, "%a")
         header = [
             f"--job-name={job_name(self.log)}",
             f"--output={output}",
@@ -246,7 +251,7 @@ class Job:
         ]
         if self.ids is not None:
             header.append(f"--array={array_spec(self.ids, self.max_jobs_run)}")
-        cmd = " ".join(bash_word(a, var) for a in self.command)
+        cmd = " ".join(bash_word(a, var, self.token) for a in self.command)
         lines = [
             "#!/usr/bin/env bash",
             *sbatch_lines(header + self.flags),
@@ -348,15 +353,35 @@ def active_tasks(job_id: str) -> dict[str, str] | None:
     return active
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file renamed onto ``path`` (sed.fileio's rule; this module keeps
+    to the standard library): an interrupted write never leaves half a job script."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def submit(job: Job, submit_cmd: str) -> tuple[str, Path]:
     """Write the job script, empty the task logs, ``sbatch`` it: the job id and the script."""
-    script = job.workdir / job_script_path(job.log)
+    script = job.workdir / job_script_path(job.log, job.token)
     script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(job.script())
+    _write_atomic(script, job.script())
     for task in job.tasks:
         log = job.workdir / job.task_log(task)
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("")  # the job appends (requeues keep their first run's lines)
+        _write_atomic(log, "")  # the job appends (requeues keep their first run's lines)
     proc = subprocess.run(
         [submit_cmd, "--parsable", str(script)], capture_output=True, text=True, cwd=job.workdir
     )
@@ -488,13 +513,16 @@ def parse_args(argv: list[str]) -> tuple[Job, str]:
         else:
             raise LaunchError(f"unknown option {opt}\n{USAGE}")
     ids = None
-    if args and args[0].startswith("JOB="):
-        ids = parse_job_ids(args.pop(0)[len("JOB=") :])
+    token = "JOB"
+    m = re.match(r"([A-Z][A-Z0-9_]*)=", args[0]) if args else None
+    if m:
+        token = m[1]
+        ids = parse_job_ids(args.pop(0)[m.end() :])
     if len(args) < 2:
         raise LaunchError(USAGE)
     log, command = Path(args[0]), args[1:]
-    if ids is not None and "JOB" not in str(log):
-        raise LaunchError(f"with a JOB range the log name must contain JOB (got {log})")
+    if ids is not None and token not in str(log):
+        raise LaunchError(f"with a {token} range the log name must contain {token} (got {log})")
     conf = SlurmConf.load(config)
     flags = conf.flags(given)
     signals = [f for f in flags if f.startswith("--signal")]
@@ -511,6 +539,7 @@ def parse_args(argv: list[str]) -> tuple[Job, str]:
         flags=flags,
         num_threads=given.get("num_threads"),
         max_jobs_run=max_jobs_run,
+        token=token,
     )
     return job, conf.command[0]
 

@@ -103,7 +103,7 @@ def merge_overlapping(
 ) -> list[tuple[float, float, str]]:
     """Merge overlapping or touching events of the same class (sorted by onset, then label).
 
-    ``sed_scores_eval`` refuses such ground truth; annotators (RFCX train_tp) do produce it, and
+    ``sed_scores_eval`` refuses such ground truth; annotators do produce it, and
     two overlapping calls of one species are one active stretch for frame-level detection.
     """
     out: list[tuple[float, float, str]] = []
@@ -123,7 +123,7 @@ def ground_truth_from_events(
 ) -> dict[str, list[tuple[float, float, str]]]:
     """Strong labels of ``ids`` from an ``events.csv`` table (``Corpus.events``).
 
-    Only ``tp`` rows count (RFCX ``train_fp`` rows mark absent species); every id gets a list,
+    Only ``tp`` rows count (``fp`` rows mark species known to be absent); every id gets a list,
     empty when it has no event.
     """
     gt: dict[str, list[tuple[float, float, str]]] = {str(r): [] for r in ids}

@@ -1,6 +1,6 @@
 """Label-weighted label-ranking average precision (lwlrap).
 
-The metric of DCASE 2019 task 2 and the Rainforest Connection (RFCX) challenge, after the
+The metric of DCASE 2019 task 2 and the Rainforest Connection species challenge, after the
 reference definition by Dan Ellis. For every positive (sample, class) pair take the precision at
 that label's rank within its sample::
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sed.safe_load import safe_torch_load
+
 log = logging.getLogger(__name__)
 
 StateDict = dict[str, torch.Tensor]
@@ -66,8 +68,9 @@ def read_state_dict(path: str | Path) -> StateDict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"init_checkpoint {path}: file not found")
-    # weights_only: a weight file must never be able to run code on load
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    # a weight file must never be able to run code on load (sed.safe_load); it may also be
+    # another sed experiment's checkpoint, whose RNG states plain weights_only refuses
+    obj = safe_torch_load(path, map_location="cpu")
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):

@@ -20,12 +20,14 @@ from sed.datasets.samplers import build_batch_sampler
 from sed.features.dump import FeatureStore, feature_name
 from sed.features.wave_store import WaveStore
 from sed.frames import FrameGrid
+from sed.infer.engine import config_window_frames
 from sed.losses import build_loss
-from sed.models import build_model
+from sed.models.build import build_model_from_config, n_outputs
 from sed.train.distributed import DistInfo
 from sed.train.evaluate import WholeRecordingEvaluator
 from sed.train.optim import build_optimizer, build_scheduler
-from sed.train.trainer import Trainer, resolve_amp, resolve_device
+from sed.train.trainer import Trainer
+from sed.utils.device import resolve_amp, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -49,34 +51,12 @@ def uses_center_loss(cfg: Config) -> bool:
     return cfg.loss.name == "center" or any(a.get("name") == "center" for a in cfg.loss.aux)
 
 
-def window_frames(cfg: Config, grid: FrameGrid) -> tuple[int, int]:
-    """Inference window and hop in input frames (defaults: the training crop, half of it)."""
-    window_s = cfg.infer.window_seconds or cfg.data.crop_seconds
-    hop_s = cfg.infer.hop_seconds or window_s / 2
-    window = grid.n_frames(grid.seconds_to_samples(window_s))
-    return window, max(1, grid.seconds_to_frames(hop_s))
-
-
 def open_store(cfg: Config, dumpdir: str | Path, training: bool = False) -> FeatureStore:
     """The feature dumps of this config (speed-perturbed ones only when training uses them)."""
     speeds = (
         tuple(cfg.features.speed_perturb) if training and cfg.data.speed_perturb_prob > 0 else ()
     )
     return FeatureStore(Path(dumpdir) / feature_name(cfg.features), speeds)
-
-
-def n_outputs(cfg: Config, n_classes: int) -> int:
-    """Model outputs: the classes, plus the training-only noise class when enabled."""
-    return n_classes + int(cfg.data.noise_class)
-
-
-def build_model_from_config(
-    cfg: Config, n_classes: int, sources: Mapping[str, str] | None = None
-) -> torch.nn.Module:
-    """The configured model with ``n_classes`` outputs (callers add the noise class)."""
-    return build_model(
-        cfg.model.name, n_classes, cfg.features.n_mels, cfg.model.params, sources, cfg.features
-    )
 
 
 def train_fold(
@@ -180,7 +160,7 @@ def train_fold(
     )
     valid_ids = [r for r in valid_ids if r in feature_store.ids]
     device = resolve_device(cfg.train.device)
-    window, hop = window_frames(cfg, grid)
+    window, hop = config_window_frames(cfg, grid)
     evaluator = WholeRecordingEvaluator(
         open_store(cfg, dumpdir),
         valid_ids,

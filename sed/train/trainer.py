@@ -24,7 +24,6 @@ from torch.utils.tensorboard import SummaryWriter
 
 from sed.config import Config, TrainConf, to_dict
 from sed.datasets.targets import reduce_frame_targets
-from sed.infer.sliding import autocast_context
 from sed.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from sed.train.distributed import (
     DistInfo,
@@ -34,6 +33,7 @@ from sed.train.distributed import (
     local_device,
     mean_over_ranks,
 )
+from sed.utils.device import autocast_context, resolve_amp, resolve_device
 from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -55,24 +55,6 @@ class Preempted(Exception):
 
 class NonFiniteLoss(RuntimeError):
     """Too many non-finite losses in a row: the run diverged."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: ``auto`` is bf16 on CUDA (fp16 on GPUs without bf16) and off on CPU."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if mode in ("bf16", "fp16"):
-        return torch.bfloat16 if mode == "bf16" else torch.float16
-    raise ValueError(f"train.amp must be auto, off, bf16 or fp16, got '{mode}'")
 
 
 def move(batch: dict, device: torch.device) -> dict:
@@ -380,11 +362,14 @@ class Trainer:
         else:
             self.evals_since_best += 1
         self.history.append({"step": self.step, "phase": self.phase, **metrics})
-        save_checkpoint(self.ckpt_dir / "last.pt", self.state_dict())
+        # last.pt (the resume point) goes last: a kill between the writes resumes from the
+        # previous last.pt and writes best.pt / step<N>.pt again, instead of resuming with
+        # self.best already raised while best.pt still holds an older model (or is absent)
         if improved:
             save_checkpoint(self.ckpt_dir / "best.pt", self.state_dict())
         if self.conf.save_every_steps and self.step % self.conf.save_every_steps == 0:
             save_checkpoint(self.ckpt_dir / f"step{self.step}.pt", self.state_dict())
+        save_checkpoint(self.ckpt_dir / "last.pt", self.state_dict())
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         log.info(
             "step %d valid %s (%.1fs)%s",
@@ -447,8 +432,14 @@ class Trainer:
             ``{"best": best metric, "best_step": step, "steps": steps, "history": [...]}``.
         """
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.outdir / "tb")) if self.dist.is_main else _NullWriter()
         self.resume_if_possible()
+        # events a killed run logged past last.pt (or before any checkpoint) are marked stale
+        # (purge_step), so TensorBoard does not show those steps twice
+        writer = (
+            SummaryWriter(str(self.outdir / "tb"), purge_step=self.step)
+            if self.dist.is_main
+            else _NullWriter()
+        )
         if self.dist.enabled:
             log.info(
                 "rank %d of %d: %d samples per step in all",

@@ -52,7 +52,7 @@ def release_free_memory(min_free_mb: float = 256.0) -> bool:
 
     glibc raises its mmap threshold each time a large mmapped block is freed, after which the
     activations of every batch come from the heap, which fragments and keeps its free pages:
-    ``sed infer --amp bf16`` on a 10-hour file peaked at 3.0 GB against 0.8 GB for 10 minutes.
+    ``sedkit infer --amp bf16`` on a 10-hour file peaked at 3.0 GB against 0.8 GB for 10 minutes.
     ``malloc_trim`` returns the free pages; doing it only past a threshold keeps its cost (the
     pages fault in again on the next batch) off the common case: trimming after every block made
     bf16 inference 18 % slower. (Fixing the mmap threshold with ``mallopt`` also kept memory flat

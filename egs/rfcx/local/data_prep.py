@@ -3,7 +3,7 @@
 
 Usage (from the repository root)::
 
-    python egs/rfcx/local/data_prep.py --datadir /data/rfcx --outdir data/rfcx --folds 5 --nj 4
+    python egs/rfcx/local/data_prep.py --datadir /data/rfcx --outdir data/rfcx/rfcx_5fold --folds 5
 
 Exit status: 0 on success, 2 on a data problem (the message names the file, line and column).
 """
@@ -37,7 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
         help="corpus folder with train/, test/, train_tp.csv, train_fp.csv, sample_submission.csv "
         "(and optionally test_labels.csv)",
     )
-    parser.add_argument("--outdir", default="data/rfcx", help="folder for the manifests")
+    parser.add_argument(
+        "--outdir", required=True, help="folder for the manifests (run.sh: data/rfcx/<tag>_<K>fold)"
+    )
     parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     parser.add_argument(

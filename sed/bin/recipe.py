@@ -1,0 +1,222 @@
+"""Recipe and preflight helpers for the stage engine (run.sh passes every value through argv).
+
+    python -m sed.bin.recipe env --recipe NAME --conf C [--conf_override O]   # run.sh's values
+    python -m sed.bin.recipe get --recipe NAME metric                # a recipe.yaml value
+    python -m sed.bin.recipe conf --conf C [--conf_override O] data.folds   # a config value
+    python -m sed.bin.recipe synth --recipe NAME --outdir D --nj 2   # the synthetic corpus
+    python -m sed.bin.recipe fingerprint DIR                         # of a raw corpus
+    python -m sed.bin.recipe layout --recipe NAME --datadir DIR      # DIR in the recipe's layout?
+    python -m sed.bin.recipe check --stage 2 --conf C --datadir M --dumpdir P --expdir E
+
+Exit status: 0 on success, 2 with a message on stderr when something is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from sed.config import ConfigError
+
+log = logging.getLogger("sed.recipe")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sed.bin.recipe",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser(
+        "env",
+        help="validate the recipe and the config once and print, one per line: the recipe's "
+        "name, recipe.yaml path, metrics, submission writer, the config's data.folds and "
+        "infer.checkpoint (for run.sh)",
+    )
+    e.add_argument("--recipe", required=True)
+    e.add_argument("--conf", required=True)
+    e.add_argument("--conf_override", default="")
+    g = sub.add_parser("get", help="print a recipe.yaml value (lists space-separated)")
+    g.add_argument("--recipe", required=True, help="name under egs/ or a recipe folder")
+    g.add_argument("key", help="dotted key, e.g. metric, name, synth.generator")
+    c = sub.add_parser("conf", help="validate a config and print one of its values")
+    c.add_argument("--conf", required=True)
+    c.add_argument("--conf_override", default="")
+    c.add_argument("key", help="dotted key, e.g. data.folds")
+    s = sub.add_parser("synth", help="generate the recipe's synthetic corpus unless up to date")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--outdir", required=True)
+    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--overwrite", action="store_true", help="regenerate even if up to date")
+    f = sub.add_parser("fingerprint", help="fingerprint of a raw corpus folder")
+    f.add_argument("datadir")
+    lay = sub.add_parser("layout", help="check a --datadir against the recipe's layout")
+    lay.add_argument("--recipe", required=True)
+    lay.add_argument("--datadir", required=True)
+    k = sub.add_parser("check", help="preflight of a stage: config, manifests, dumps, data")
+    k.add_argument("--stage", type=int, required=True, choices=range(6))
+    k.add_argument("--conf", required=True)
+    k.add_argument("--conf_override", default="")
+    k.add_argument("--datadir", required=True, help="manifests of stage 0")
+    k.add_argument("--dumpdir", required=True)
+    k.add_argument("--expdir", required=True)
+    k.add_argument("--fix", default="", help="the command that makes what is missing (shown)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+
+
+def _env(args: argparse.Namespace) -> int:
+    from sed.config import load_config
+    from sed.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    cfg, _ = load_config(args.conf, args.conf_override)
+    values = [
+        recipe.name,
+        recipe.path,
+        " ".join(recipe.metric),
+        recipe.submission,
+        str(cfg.data.folds),
+        cfg.infer.checkpoint,
+    ]
+    if any("\n" in v for v in values):
+        raise ConfigError(f"{recipe.path}: a value holds a line break: {values}")
+    print("\n".join(values))
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    from sed.recipe import load_recipe
+
+    conf = load_recipe(args.recipe)
+    print(_format(_lookup(vars(conf) | {"synth": _plain(conf.synth)}, args.key, conf.path)))
+    return 0
+
+
+def _conf(args: argparse.Namespace) -> int:
+    from sed.config import load_config, to_dict
+
+    cfg, _ = load_config(args.conf, args.conf_override)
+    print(_format(_lookup(to_dict(cfg), args.key, args.conf)))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from sed.recipe import ensure_synthetic_corpus, load_recipe
+
+    made = ensure_synthetic_corpus(
+        load_recipe(args.recipe), args.outdir, nj=args.nj, overwrite=args.overwrite
+    )
+    print(f"{'generated' if made else 'up to date'}: {args.outdir}", file=sys.stderr)
+    return 0
+
+
+def _fingerprint(args: argparse.Namespace) -> int:
+    from sed.data.fingerprint import corpus_fingerprint
+
+    try:
+        print(corpus_fingerprint(args.datadir))
+    except NotADirectoryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _layout(args: argparse.Namespace) -> int:
+    from sed.recipe import load_recipe
+
+    conf = load_recipe(args.recipe)
+    missing = conf.missing_from(args.datadir)
+    if missing:
+        # the usual slip: the folder above the download, or one inside it
+        root = Path(args.datadir)
+        near = [p for p in [*sorted(root.iterdir()), root.parent] if p.is_dir()]
+        hint = next((p for p in near if not conf.missing_from(p)), None)
+        print(
+            f"error: --datadir {args.datadir} is not in the {conf.name} layout: it lacks "
+            f"{', '.join(missing)} (expected: {', '.join(conf.layout)}; see {conf.path})"
+            + (f"; did you mean --datadir {hint}?" if hint else ""),
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from sed.config import load_config
+    from sed.preflight import (
+        PreflightError,
+        check_config_builds,
+        check_dumps,
+        check_manifests,
+        check_trained_on,
+    )
+
+    cfg, sources = load_config(args.conf, args.conf_override)
+    try:
+        corpus = check_manifests(args.datadir, cfg.data.folds)
+        if args.stage <= 2:
+            check_dumps(cfg, args.dumpdir, training=args.stage == 2)
+            if args.stage == 2:
+                check_config_builds(cfg, len(corpus.classes), sources)
+        else:
+            if args.stage == 3:
+                check_dumps(cfg, args.dumpdir)
+            check_trained_on(args.expdir, args.datadir)
+    except PreflightError as e:
+        print(f"stage {args.stage} cannot start: {e}", file=sys.stderr)
+        if args.fix:
+            print(f"run first: {args.fix}", file=sys.stderr)
+        return 2
+    return 0
+
+
+_COMMANDS = {
+    "env": _env,
+    "get": _get,
+    "conf": _conf,
+    "synth": _synth,
+    "fingerprint": _fingerprint,
+    "layout": _layout,
+    "check": _check,
+}
+
+
+def _plain(obj: object) -> object:
+    import dataclasses
+
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def _lookup(tree: dict, key: str, where: str) -> object:
+    node: object = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"{where}: no key '{key}'")
+        node = node[part]
+    return node
+
+
+def _format(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
