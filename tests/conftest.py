@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (the machine is shared: timings and results stay stable);
+    the previous count is restored after it. Use: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(manifests folder, dump root) of a 3-species, 6-recording synthetic RFCX corpus with 2

@@ -33,13 +33,7 @@ FAMILIES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared; one thread keeps timings and results stable
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(name: str, seed: int = 0, n_classes: int = N_CLASSES, **extra) -> nn.Module:

@@ -16,14 +16,7 @@ from sed.bin.cli import main as sed_main
 from sed.infer.onnx_backend import OnnxFrontend, OnnxScorer, load_onnx, read_metadata
 from sed.infer.stream import load_experiment
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared; one thread keeps timings and results stable
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

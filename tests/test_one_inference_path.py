@@ -40,13 +40,7 @@ OVERRIDES = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared; one thread keeps timings and results stable
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -139,17 +133,11 @@ def test_stage3_4_and_sed_infer_agree(setup: dict[str, Path], tmp_path: Path) ->
     mid = tmp_path / "mid"
     assert sed_main(["infer", str(expdir), str(test_audio), "--outdir", str(mid), "--no_progress",
                      "--device", "cpu", "--threshold", str(thr)]) == 0  # fmt: skip
-    rules = EventRules.from_infer(cfg.infer, thr)
     write_event_outputs(
         score_dataframes_from_h5(inf / "test.h5"),
         tmp_path / "stage4_mid",
-        thr,
+        EventRules.from_infer(cfg.infer, thr),
         cfg.features.sample_rate,
-        median=rules.median,
-        kernel=rules.kernel,
-        score=rules.score,
-        min_duration=rules.min_duration,
-        merge_gap=rules.merge_gap,
     )
     ref = pd.read_csv(tmp_path / "stage4_mid" / "detections.csv", dtype={"recording_id": str})
     got = pd.read_csv(mid / "detections.csv", dtype={"recording_id": str})

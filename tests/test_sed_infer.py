@@ -22,13 +22,7 @@ CLASSES = ["s0", "s1", "s2"]
 FEATS = FeaturesConf(sample_rate=16000, n_fft=512, hop_length=160, n_mels=32, fmax=8000.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared; one thread keeps timings and results stable
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config() -> Config:

@@ -22,13 +22,7 @@ from sed.models import TINY, build_model
 SR, N_FFT, HOP, N_MELS = 16000, 512, 160, 32  # n_fft/2 is not a whole number of hops on purpose
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared; one thread keeps timings and results stable
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def frontend() -> LogMel:

@@ -14,6 +14,7 @@ from sed_scores_eval.base_modules.io import read_sed_scores
 from sed.frames import FrameGrid, output_frame_times
 from sed.infer.events import (
     Event,
+    EventRules,
     detect_events,
     detect_events_df,
     score_dataframe,
@@ -231,8 +232,9 @@ def test_write_event_outputs_smooths_then_detects(tmp_path: Path) -> None:
     s[8, 0] = 0.9  # a one-frame spike the median filter removes
     s[3, 1] = 0.7
     scores = {"r1": score_dataframe(s, TS, CLASSES), "r2": score_dataframe(s * 0, TS, CLASSES)}
+    rules = EventRules(thresholds={"a": 0.5, "b": 0.6}, median=3)
     smoothed, events = write_event_outputs(
-        scores, tmp_path / "ev", {"a": 0.5, "b": 0.6}, 32000, median=3, bands={"a": (1e3, 2e3)}
+        scores, tmp_path / "ev", rules, 32000, bands={"a": (1e3, 2e3)}
     )
     # median 3: class a keeps 0.2-0.6 and loses the spike; b's single frame is removed
     assert _key(events["r1"]) == [(0.2, 0.6, "a")] and events["r2"] == []

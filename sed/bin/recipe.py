@@ -1,8 +1,6 @@
 """Recipe and preflight helpers for the stage engine (run.sh passes every value through argv).
 
     python -m sed.bin.recipe env --recipe NAME --conf C [--conf_override O]   # run.sh's values
-    python -m sed.bin.recipe get --recipe NAME metric                # a recipe.yaml value
-    python -m sed.bin.recipe conf --conf C [--conf_override O] data.folds   # a config value
     python -m sed.bin.recipe synth --recipe NAME --outdir D --nj 2   # the synthetic corpus
     python -m sed.bin.recipe fingerprint DIR                         # of a raw corpus
     python -m sed.bin.recipe layout --recipe NAME --datadir DIR      # DIR in the recipe's layout?
@@ -14,7 +12,6 @@ Exit status: 0 on success, 2 with a message on stderr when something is wrong.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -41,13 +38,6 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--recipe", required=True)
     e.add_argument("--conf", required=True)
     e.add_argument("--conf_override", default="")
-    g = sub.add_parser("get", help="print a recipe.yaml value (lists space-separated)")
-    g.add_argument("--recipe", required=True, help="name under egs/ or a recipe folder")
-    g.add_argument("key", help="dotted key, e.g. metric, name, synth.generator")
-    c = sub.add_parser("conf", help="validate a config and print one of its values")
-    c.add_argument("--conf", required=True)
-    c.add_argument("--conf_override", default="")
-    c.add_argument("key", help="dotted key, e.g. data.folds")
     s = sub.add_parser("synth", help="generate the recipe's synthetic corpus unless up to date")
     s.add_argument("--recipe", required=True)
     s.add_argument("--outdir", required=True)
@@ -95,22 +85,6 @@ def _env(args: argparse.Namespace) -> int:
     if any("\n" in v for v in values):
         raise ConfigError(f"{recipe.path}: a value holds a line break: {values}")
     print("\n".join(values))
-    return 0
-
-
-def _get(args: argparse.Namespace) -> int:
-    from sed.recipe import load_recipe
-
-    conf = load_recipe(args.recipe)
-    print(_format(_lookup(vars(conf) | {"synth": _plain(conf.synth)}, args.key, conf.path)))
-    return 0
-
-
-def _conf(args: argparse.Namespace) -> int:
-    from sed.config import load_config, to_dict
-
-    cfg, _ = load_config(args.conf, args.conf_override)
-    print(_format(_lookup(to_dict(cfg), args.key, args.conf)))
     return 0
 
 
@@ -186,36 +160,11 @@ def _check(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "env": _env,
-    "get": _get,
-    "conf": _conf,
     "synth": _synth,
     "fingerprint": _fingerprint,
     "layout": _layout,
     "check": _check,
 }
-
-
-def _plain(obj: object) -> object:
-    import dataclasses
-
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
-
-
-def _lookup(tree: dict, key: str, where: str) -> object:
-    node: object = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"{where}: no key '{key}'")
-        node = node[part]
-    return node
-
-
-def _format(value: object) -> str:
-    if isinstance(value, list):
-        return " ".join(map(str, value))
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return "" if value is None else str(value)
 
 
 if __name__ == "__main__":

@@ -64,13 +64,8 @@ def write_stage4_events(cfg: Config, corpus: Corpus, inf: str | Path) -> EventRu
         _, events = write_event_outputs(
             score_dataframes_from_h5(inf / f"{kind}.h5"),
             inf / f"events_{kind}",
-            rules.thresholds,
+            rules,
             cfg.features.sample_rate,
-            median=rules.median,
-            kernel=rules.kernel,
-            score=rules.score,
-            min_duration=rules.min_duration,
-            merge_gap=rules.merge_gap,
             bands=bands,
         )
         log.info(

@@ -12,17 +12,14 @@ file is written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from sed.fileio import write_csv
-from sed.infer.writers import write_kaggle_submission
+from sed.infer.writers import clip_table, write_kaggle_submission
 from sed.registry import Registry
-
-log = logging.getLogger(__name__)
 
 Writer = Callable[[pd.DataFrame, Sequence[str], Sequence[str], Path], pd.DataFrame]
 
@@ -38,14 +35,7 @@ def write_long_csv(
 ) -> pd.DataFrame:
     """``recording_id,label,score``: one row per (recording, class), recordings in ``test_ids``
     order and classes in ``classes`` order (a table for spreadsheets and databases)."""
-    missing = [c for c in classes if c not in scores.columns]
-    if missing:
-        raise ValueError(f"scores lack class columns {missing[:5]}")
-    wide = scores.set_index("recording_id").reindex(list(test_ids))[list(classes)]
-    absent = wide.index[wide.isna().all(axis=1)].tolist()
-    if absent:
-        log.warning("%d test recordings have no prediction and get zeros", len(absent))
-    wide = wide.fillna(0.0)
+    wide = clip_table(scores, classes, test_ids)
     out = pd.DataFrame(
         {
             "recording_id": [r for r in test_ids for _ in classes],

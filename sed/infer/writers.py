@@ -47,6 +47,18 @@ def write_kaggle_submission(
     Returns:
         The written table.
     """
+    out = clip_table(scores, classes, test_ids).reset_index()
+    write_csv(path, out, float_format="%.6f")
+    return out
+
+
+def clip_table(
+    scores: pd.DataFrame, classes: Sequence[str], test_ids: Sequence[str]
+) -> pd.DataFrame:
+    """``(N, C)`` clip probabilities indexed by ``recording_id`` in ``test_ids`` order, classes in
+    ``classes`` order: what every submission writer starts from. A recording without a prediction
+    (e.g. an unreadable file) gets zeros and a warning, since a competition rejects missing rows.
+    """
     missing_cols = [c for c in classes if c not in scores.columns]
     if missing_cols:
         raise ValueError(f"scores lack class columns {missing_cols[:5]}")
@@ -60,9 +72,7 @@ def write_kaggle_submission(
         )
     table = table.fillna(0.0).astype(np.float64)
     table.index.name = "recording_id"
-    out = table.reset_index()
-    write_csv(path, out, float_format="%.6f")
-    return out
+    return table
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,14 +240,9 @@ def write_detections_csv(
 def write_event_outputs(
     scores: Mapping[str, pd.DataFrame],
     outdir: str | Path,
-    thresholds: float | Sequence[float] | np.ndarray | Mapping[str, float],
+    rules: EventRules,
     sample_rate: int,
     *,
-    median: int | Sequence[int] | None = None,
-    kernel: Sequence[float] | None = None,
-    score: str = "max",
-    min_duration: float | Sequence[float] = 0.0,
-    merge_gap: float | Sequence[float] = 0.0,
     bands: Mapping[str, tuple[float, float]] | None = None,
     id_column: str = "recording_id",
 ) -> tuple[dict[str, pd.DataFrame], dict[str, list[Event]]]:
@@ -249,10 +254,9 @@ def write_event_outputs(
     Args:
         scores: ``{id: score table}`` (e.g. ``sed.infer.events.score_dataframes_from_h5``).
         outdir: output folder (e.g. ``<expdir>/infer/<checkpoint>/events_test``).
-        thresholds: scalar, (C,) or ``{class: threshold}`` for event detection.
+        rules: smoothing, thresholds and event rules (:class:`sed.infer.events.EventRules`, the
+            one post-processing rule, shared with ``sedkit infer``).
         sample_rate: of the audio, for the Raven frequency range when a class has no band.
-        median, kernel: smoothing of the frame scores (:func:`sed.infer.postprocess.smooth_frames`).
-        score, min_duration, merge_gap: event rules (:func:`sed.infer.events.detect_events`).
         bands: optional ``{label: (low_hz, high_hz)}`` for the Raven tables.
         id_column: first column of detections.csv.
 
@@ -260,8 +264,6 @@ def write_event_outputs(
         ``(smoothed score tables, events)``, both keyed by id.
     """
     outdir = Path(outdir)
-    # the one post-processing rule, shared with sedkit infer
-    rules = EventRules(thresholds, median, kernel, score, min_duration, merge_gap)
     smoothed: dict[str, pd.DataFrame] = {}
     events: dict[str, list[Event]] = {}
     for rid, df in scores.items():
