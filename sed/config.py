@@ -65,7 +65,8 @@ class DataConf:
         0.1  # an event counts for a crop's clip label if it overlaps this much
     )
     speed_perturb_prob: float = 0.0  # probability of drawing a sample from a speed-perturbed dump
-    epoch_size: int | None = None  # crops per "epoch" of the sampler; None: number of train events
+    # crops per "epoch" of the sampler; None: number of train events (+ weak crops, see below)
+    epoch_size: int | None = None
     random_crop_prob: float = 0.0  # positive_centered: share of crops placed at random instead
     sampler: str = "random"  # batch sampler (sed.datasets.samplers): random | balanced | oversample
     sampler_params: dict = field(default_factory=dict)  # e.g. {min_count: 50} for oversample
@@ -77,6 +78,14 @@ class DataConf:
     # or "mask" (left out of the loss, seed 004)
     secondary: str = "ignore"
     label_secondary: float = 0.3
+    # recordings with a clip label (clips.csv primary) and no events (BirdCLEF focal recordings):
+    # crops per recording and epoch, and where they lie: "first" (crop j starts at j *
+    # crop_seconds, seeds 003/004; at random where the recording is too short), "head" (anywhere
+    # in the first weak_head_seconds, seed 004) or "random"; their frame targets are masked out
+    # of the loss (the call's time is unknown)
+    weak_crop: str = "first"
+    weak_crops_per_file: int = 1
+    weak_head_seconds: float = 6.0
 
 
 @dataclass
@@ -195,6 +204,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "features.dtype": ("float16", "float32"),
     "data.crop": ("positive_centered", "random"),
     "data.secondary": ("ignore", "value", "mask"),
+    "data.weak_crop": ("first", "head", "random"),
     "optim.name": ("adam", "adamw", "sgd"),
     "scheduler.name": ("none", "step", "cosine", "warmup_cosine", "noam", "onecycle"),
     "train.amp": ("auto", "off", "bf16", "fp16"),

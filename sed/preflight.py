@@ -11,7 +11,7 @@ from pathlib import Path
 
 import h5py
 
-from sed.config import Config
+from sed.config import Config, ConfigError
 from sed.data.corpus import Corpus
 from sed.data.fingerprint import manifests_fingerprint
 
@@ -74,6 +74,11 @@ def check_config_builds(
     from sed.losses import build_loss
     from sed.models import build_model
 
+    per_file = cfg.data.weak_crops_per_file
+    if per_file < 1:
+        # found here, not by every fold's dataset when the training jobs start
+        where = (sources or {}).get("data.weak_crops_per_file", "command line")
+        raise ConfigError(f"{where}: 'data.weak_crops_per_file' is {per_file}, expected >= 1")
     n_out = n_classes + int(cfg.data.noise_class)
     model = build_model(
         cfg.model.name, n_out, cfg.features.n_mels, cfg.model.params, sources, cfg.features

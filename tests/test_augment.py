@@ -555,3 +555,24 @@ def test_defaults_build_and_p_defaults_to_one():
     pipe = build_augment([{"name": n} for n in sorted(AUGMENTATIONS)], SR, HOP)
     assert [e.p for e in pipe.entries] == [1.0] * len(AUGMENTATIONS)
     assert len(pipe) == len(AUGMENTATIONS) and "mixup" in repr(pipe)
+
+
+@pytest.mark.parametrize("name", ["mixup", "additive_mixup"])
+def test_a_masked_class_stays_masked_unless_a_partner_holds_it(name):
+    """clip_mask of a mix: the product of the clips' masks, except where one clip of the mix has
+    a counted positive (its call is in the mix for sure)."""
+    b = 16
+    batch = identity_batch(b)  # clip i holds class i only
+    cmask = torch.ones(b, b)
+    for i in range(b):
+        cmask[i, (i + 1) % b] = 0.0  # clip i's secondary label: its neighbour's class, unknown
+    batch["clip_mask"] = cmask.clone()
+    params = {"alpha": 1.0, "labels": "max"} if name == "mixup" else {"max_clips": 1}
+    one(name, **params).mix(torch.randn(b, N), batch)
+    clip = batch["clip_target"]
+    for i in range(b):
+        partner = next(k for k in clip[i].nonzero().squeeze(1).tolist() if k != i)
+        got = batch["clip_mask"][i]
+        expect = cmask[i] * cmask[partner]
+        expect[[i, partner]] = 1.0  # both calls are in the mix: present for sure
+        assert torch.equal(got, expect), (i, partner)

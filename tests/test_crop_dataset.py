@@ -108,3 +108,10 @@ def test_wave_store_crop_has_the_frames_of_the_dump(tmp_path: Path) -> None:
     assert mel.shape == (32, 100)  # the crop's log-mel has exactly the crop's frames
     fast = store.read("r", 0, 100, speed=1.1)
     assert fast.shape == wave.shape and store.n_frames("r", 1.1) < store.n_frames("r")
+
+
+def test_epoch_size_cycles_over_strong_then_weak_items() -> None:
+    store = MemoryStore({"a": 10.0, "b": 10.0, "w": 10.0})
+    ds = CropDataset(store, ["a", "b", "w"], EVENTS, 3, 2.0, weak={"w": [2]}, epoch_size=7)
+    assert [ds[i]["recording_id"] for i in range(7)] == ["a", "b", "w", "a", "b", "w", "a"]
+    assert ds.item_labels().argmax(axis=1).tolist() == [0, 1, 2, 0, 1, 2, 0]

@@ -2,7 +2,10 @@
 
 A selected clip is mixed with other clips of the same batch, taken before any mixing, and its
 targets follow: ``clip_target`` (B, C) and ``frame_target`` (B, L, C) are mixed or maxed, and a
-frame counts in the loss (``frame_mask``) only if it counts in every clip of the mix.
+frame counts in the loss (``frame_mask``) only if it counts in every clip of the mix. A class
+counts in a mix's clip loss (``clip_mask``) if it counts in every clip of the mix, or if one clip
+of the mix is known to hold it (a counted positive): a secondary label left out of one clip's loss
+stays out, unless the other clip's call makes the class present anyway.
 """
 
 from __future__ import annotations
@@ -24,17 +27,36 @@ def _put(t: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor) -> torch.Tensor
     return out
 
 
-def _combine_masks(batch: dict, idx: torch.Tensor, partners: torch.Tensor, use: torch.Tensor):
-    """frame_mask of each mix: the product over the clip and its used partners (S, k)."""
+def _combine_masks(
+    batch: dict,
+    idx: torch.Tensor,
+    partners: torch.Tensor,
+    use: torch.Tensor,
+    clip_before: torch.Tensor | None = None,
+) -> None:
+    """Masks of each mix (module docstring); ``use`` (S, k) says which partners are in it and
+    ``clip_before`` is ``clip_target`` before mixing."""
     mask = batch.get("frame_mask")
-    if mask is None:
+    if mask is not None:
+        rows = _rows(mask, idx)
+        for m in range(partners.shape[1]):
+            other = _rows(mask, partners[:, m])
+            keep = use[:, m].to(mask.device)[:, None, None]
+            rows = torch.where(keep, rows * other, rows)
+        batch["frame_mask"] = _put(mask, idx, rows)
+    cmask = batch.get("clip_mask")
+    if cmask is None or clip_before is None:
         return
-    rows = _rows(mask, idx)
+    rows = _rows(cmask, idx)
+    known = (_rows(clip_before, idx) > 0.5) & (rows > 0)
     for m in range(partners.shape[1]):
-        other = _rows(mask, partners[:, m])
-        keep = use[:, m].to(mask.device)[:, None, None]
+        other = _rows(cmask, partners[:, m])
+        keep = use[:, m].to(cmask.device)[:, None]
+        known = torch.where(
+            keep, known | ((_rows(clip_before, partners[:, m]) > 0.5) & (other > 0)), known
+        )
         rows = torch.where(keep, rows * other, rows)
-    batch["frame_mask"] = _put(mask, idx, rows)
+    batch["clip_mask"] = _put(cmask, idx, torch.where(known, torch.ones_like(rows), rows))
 
 
 @register_augment("mixup", stage="mix")
@@ -62,6 +84,7 @@ class Mixup(Augmentation):
     def apply(self, x: torch.Tensor, idx: torch.Tensor, batch: dict, ctx: Context) -> torch.Tensor:
         partner = ctx.others(x.shape[0], idx, 1)  # (S, 1)
         lam = ctx.beta(len(idx), self.alpha).float()  # (S,)
+        clip_before = batch.get("clip_target")
 
         def mix(t: torch.Tensor) -> torch.Tensor:
             w = lam.to(t.device).view(-1, *([1] * (t.dim() - 1)))
@@ -76,7 +99,7 @@ class Mixup(Augmentation):
             else:
                 rows = torch.maximum(_rows(t, idx), _rows(t, partner[:, 0]))
             batch[key] = _put(t, idx, rows)
-        _combine_masks(batch, idx, partner, torch.ones(len(idx), 1, dtype=torch.bool))
+        _combine_masks(batch, idx, partner, torch.ones(len(idx), 1, dtype=torch.bool), clip_before)
         return _put(x, idx, mix(x))
 
 
@@ -104,6 +127,7 @@ class AdditiveMixup(Augmentation):
         use = torch.arange(k)[None, :] < count[:, None]  # (S, k): partner m is added
 
         add = torch.logaddexp if x.dim() == 3 else torch.add
+        clip_before = batch.get("clip_target")
         rows = _rows(x, idx)
         for m in range(k):
             keep = use[:, m].to(x.device).view(-1, *([1] * (x.dim() - 1)))
@@ -117,5 +141,5 @@ class AdditiveMixup(Augmentation):
                 keep = use[:, m].to(t.device).view(-1, *([1] * (t.dim() - 1)))
                 got = torch.where(keep, torch.maximum(got, _rows(t, partners[:, m])), got)
             batch[key] = _put(t, idx, got)
-        _combine_masks(batch, idx, partners, use)
+        _combine_masks(batch, idx, partners, use, clip_before)
         return _put(x, idx, rows)

@@ -49,6 +49,17 @@ class Corpus:
                 out[str(rid)] = labels
         return out
 
+    def primary_labels(self) -> dict[str, list[int]]:
+        """Recording id -> ``[class index]`` of its primary label (clips.csv; empty without): the
+        weak clip label of a recording that has no events."""
+        if self.clips is None:
+            return {}
+        index = {c: i for i, c in enumerate(self.classes)}
+        return {
+            str(r): [index[p]]
+            for r, p in zip(self.clips["recording_id"], self.clips["primary"], strict=True)
+        }
+
     def ids(self, split: str) -> list[str]:
         return self.recordings.loc[self.recordings["split"] == split, "recording_id"].tolist()
 
@@ -68,16 +79,28 @@ class Corpus:
         return 0 if self.folds is None else int(self.folds["fold"].nunique())
 
     def has_labels(self, ids: Sequence[str]) -> bool:
-        """Whether strong tp labels exist for any of ``ids`` (test labels are optional)."""
+        """Whether tp events or clips.csv labels exist for any of ``ids`` (test labels are
+        optional)."""
+        wanted = set(ids)
         tp = self.events[self.events["kind"] == "tp"]
-        return bool(tp["recording_id"].isin(set(ids)).any())
+        if tp["recording_id"].isin(wanted).any():
+            return True
+        return self.clips is not None and bool(self.clips["recording_id"].isin(wanted).any())
 
     def clip_truth(self, ids: Sequence[str]) -> np.ndarray:
-        """Recording-level truth (N, C): 1 where a tp event of the class is in the recording."""
+        """Recording-level truth (N, C): 1 where a tp event of the class is in the recording or
+        the class is the recording's primary label in clips.csv (a focal recording's truth).
+
+        Secondary labels are left out: an uncertain label is no truth to score against.
+        """
         index = {c: i for i, c in enumerate(self.classes)}
         row = {r: i for i, r in enumerate(ids)}
         truth = np.zeros((len(ids), len(self.classes)), dtype=np.int8)
         tp = self.events[(self.events["kind"] == "tp") & self.events["recording_id"].isin(row)]
         for r, lab in zip(tp["recording_id"], tp["label"], strict=True):
             truth[row[r], index[lab]] = 1
+        if self.clips is not None:
+            clips = self.clips[self.clips["recording_id"].isin(row)]
+            for r, lab in zip(clips["recording_id"], clips["primary"], strict=True):
+                truth[row[r], index[lab]] = 1
         return truth

@@ -4,11 +4,15 @@ The default splitter is multilabel iterative stratification (Sechidis et al., 20
 ``iterative-stratification`` package), which keeps every species' recordings spread over the folds
 even when a recording carries several species; ``kfold`` (plain shuffled K-fold) is the
 alternative when labels should not steer the split.
+
+With ``groups`` (one key per recording, e.g. the author or site of a BirdCLEF recording), every
+group lands in one fold, so a validation fold never holds a recorder or place that training has
+heard: the splitter then runs over the groups, each carrying the union of its recordings' labels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,12 +31,13 @@ def make_folds(
     n_folds: int,
     seed: int,
     method: str = "iterative",
+    groups: Sequence[Hashable | None] | None = None,
 ) -> pd.DataFrame:
     """Assign every recording to one of ``n_folds`` folds.
 
-    The assignment depends only on the set of (recording, labels) pairs and the seed, not on the
-    order they are given in: recordings are sorted by id before splitting, so listing files in a
-    different order on another machine gives the same folds.
+    The assignment depends only on the set of (recording, labels, group) triples and the seed, not
+    on the order they are given in: recordings (and groups) are sorted before splitting, so
+    listing files in a different order on another machine gives the same folds.
 
     Args:
         recording_ids: Unique recording ids.
@@ -42,13 +47,18 @@ def make_folds(
         seed: Seed of the shuffling and tie breaking.
         method: ``"iterative"`` (multilabel iterative stratification) or ``"kfold"`` (shuffled
             K-fold that ignores the labels).
+        groups: One group key per recording (compared as strings), or None. Recordings of a
+            group share a fold; the split is made over the groups (stratified over their label
+            sets with ``iterative``), so folds balance the number of groups per label, not of
+            recordings. An empty key (None, NaN, "") makes the recording a group of its own.
 
     Returns:
         DataFrame with columns ``recording_id`` (str) and ``fold`` (int64, 0 .. n_folds - 1), one
         row per recording, in the order of ``recording_ids``.
 
     Raises:
-        ValueError: Unknown method, lengths that differ, duplicate ids, or ``n_folds`` out of range.
+        ValueError: Unknown method, lengths that differ, duplicate ids, or ``n_folds`` out of range
+            (more folds than recordings, or than groups).
     """
     if method not in FOLD_METHODS:
         raise ValueError(
@@ -72,7 +82,45 @@ def make_folds(
             f"n_folds ({n_folds}) is larger than the number of recordings ({len(ids)}); "
             "every fold needs at least one recording"
         )
+    if groups is None:
+        return _frame(ids, _split(ids, label_sets, n_folds, seed, method))
 
+    groups = list(groups)
+    if len(groups) != len(ids):
+        raise ValueError(
+            f"got {len(ids)} recording ids but {len(groups)} group keys; expected one per id"
+        )
+    # a recording without a group key is a group of its own; the tuples keep such a group apart
+    # from a named group that happens to be spelt like a recording id
+    keys = [("g", str(g)) if _named(g) else ("r", r) for r, g in zip(ids, groups, strict=True)]
+    members: dict[tuple[str, str], set[str]] = {}
+    for key, labels in zip(keys, label_sets, strict=True):
+        members.setdefault(key, set()).update(labels)
+    if n_folds > len(members):
+        raise ValueError(
+            f"n_folds ({n_folds}) is larger than the number of groups ({len(members)} among "
+            f"{len(ids)} recordings); every fold needs at least one group: use fewer folds or "
+            "finer groups"
+        )
+    names = ["\0".join(k) for k in members]  # a unique string per group, for the sort in _split
+    group_fold = dict(
+        zip(members, _split(names, list(members.values()), n_folds, seed, method), strict=True)
+    )
+    return _frame(ids, np.array([group_fold[k] for k in keys], dtype=np.int64))
+
+
+def _named(group: Hashable | None) -> bool:
+    """Whether ``group`` is a real group key (not None, NaN, pandas' NA or blank)."""
+    missing = group is None or pd.isna(group)  # pd.isna is an array for a tuple key: not missing
+    if isinstance(missing, (bool, np.bool_)) and missing:
+        return False
+    return bool(str(group).strip())
+
+
+def _split(
+    ids: Sequence[str], label_sets: Sequence[set[str]], n_folds: int, seed: int, method: str
+) -> np.ndarray:
+    """Fold of each of ``ids`` (unique strings) by ``method``, independent of their order."""
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
     sorted_labels = [label_sets[i] for i in order]
     folds_sorted = np.empty(len(ids), dtype=np.int64)
@@ -95,6 +143,10 @@ def make_folds(
 
     folds = np.empty(len(ids), dtype=np.int64)
     folds[order] = folds_sorted
+    return folds
+
+
+def _frame(ids: Sequence[str], folds: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {"recording_id": pd.Series(ids, dtype="str"), "fold": pd.Series(folds, dtype="int64")}
     )

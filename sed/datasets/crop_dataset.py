@@ -8,12 +8,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sed.datasets.crops import positive_centered_start, random_start
+from sed.datasets.crops import first_start, head_start, positive_centered_start, random_start
 from sed.datasets.targets import window_targets
 from sed.features.dump import FeatureStore
 from sed.frames import FrameGrid
 
 CROPS = ("positive_centered", "random")
+#: Where the crops of a weakly labelled recording are placed (``data.weak_crop``).
+WEAK_CROPS = ("first", "head", "random")
 
 
 class CropDataset(Dataset):
@@ -28,13 +30,24 @@ class CropDataset(Dataset):
     (``random``). Randomness comes from ``(seed, epoch, position)`` only, so a run is
     reproducible whatever the number of loader workers or distributed ranks.
 
+    Weakly labelled recordings (``weak``: a clip label and no events, e.g. BirdCLEF's focal
+    recordings) add ``weak_crops_per_file`` items each after the strong ones: crop ``j`` of a
+    recording starts at ``j * crop_seconds`` (``first``; at random where the recording is too
+    short for it) or anywhere (``random``). Its clip target is the recording's label, assumed to
+    hold in the crop, and its frame target is masked out (``frame_mask`` 0), since when the call
+    is in the crop is unknown. A weak recording is never cropped as a strong one (which would
+    teach "no call" for its species), and only those among ``recording_ids`` are used, so a
+    mapping over the whole corpus cannot leak validation recordings into training.
+
     Each item is a dict:
         - ``feats`` (Tensor): log-mel (n_mels, L), L = crop frames; or, from a
           :class:`sed.features.wave_store.WaveStore`, the waveform (N,) whose log-mel has L frames.
         - ``clip_target`` (Tensor): (C,) with ``label_positive`` / ``label_negative`` values
           (and ``label_secondary`` for secondary labels in ``value`` mode).
         - ``frame_target`` (Tensor): (L, C) at the feature frame rate.
-        - ``clip_mask`` (C,) and ``frame_mask`` (L, C): present when secondary labels are masked.
+        - ``clip_mask`` (C,) and ``frame_mask`` (L, C): 1 where a target is known; present when
+          secondary labels are masked or the dataset has weak items (then on every item, so that
+          batches collate).
         - ``recording_id`` (str), ``start`` (float, seconds), ``speed`` (float).
         With ``noise_class`` a last class (C+1-th) is on where no class is active.
 
@@ -57,6 +70,11 @@ class CropDataset(Dataset):
         secondary_mode: ``ignore`` | ``value`` (targets ``label_secondary`` where not active) |
             ``mask`` (left out of the loss).
         label_secondary: see ``secondary_mode``.
+        weak: recording id -> class indices of its clip label (e.g. the primary label), for
+            recordings without events; ids outside ``recording_ids`` are ignored.
+        weak_crop: ``first``, ``head`` (uniformly within the first ``weak_head_seconds``) or
+            ``random`` (see above).
+        weak_crops_per_file: items per weak recording, >= 1.
     """
 
     def __init__(
@@ -78,9 +96,23 @@ class CropDataset(Dataset):
         secondary: Mapping[str, Sequence[int]] | None = None,
         secondary_mode: str = "ignore",
         label_secondary: float = 0.3,
+        weak: Mapping[str, Sequence[int]] | None = None,
+        weak_crop: str = "first",
+        weak_crops_per_file: int = 1,
+        weak_head_seconds: float = 6.0,
     ) -> None:
         if crop not in CROPS:
             raise ValueError(f"unknown crop '{crop}', expected one of {CROPS}")
+        if weak_crop not in WEAK_CROPS:
+            raise ValueError(f"unknown weak_crop '{weak_crop}', expected one of {WEAK_CROPS}")
+        if (
+            isinstance(weak_crops_per_file, bool)
+            or not isinstance(weak_crops_per_file, (int, np.integer))
+            or weak_crops_per_file < 1
+        ):
+            raise ValueError(
+                f"weak_crops_per_file must be an integer >= 1, got {weak_crops_per_file!r}"
+            )
         if secondary_mode not in ("ignore", "value", "mask"):
             raise ValueError(f"secondary_mode must be ignore, value or mask, got {secondary_mode}")
         self.store = store
@@ -101,11 +133,25 @@ class CropDataset(Dataset):
         self.min_overlap = min_overlap
         self.speeds = [s for s in store.speeds if s != 1.0]
         self.speed_prob = speed_prob if self.speeds else 0.0
-        self.event_index = [(r, k) for r in self.ids for k in range(len(self.events[r]))]
-        if crop == "positive_centered" and not self.event_index:
-            raise ValueError("positive_centered crops need events; none of the recordings has one")
-        base = len(self.event_index) if crop == "positive_centered" else len(self.ids)
-        self.epoch_size = epoch_size or base
+        self.weak = self._check_weak(weak or {})
+        self.weak_crop, self.weak_crops_per_file = weak_crop, int(weak_crops_per_file)
+        self.weak_head_seconds = float(weak_head_seconds)
+        strong_ids = [r for r in self.ids if r not in self.weak]
+        self.event_index = [(r, k) for r in strong_ids for k in range(len(self.events[r]))]
+        # items 0 .. n_strong - 1: (recording, event index or -1 for a random crop);
+        # then (recording, crop number j) for each weak recording
+        self.strong_items = (
+            self.event_index if crop == "positive_centered" else [(r, -1) for r in strong_ids]
+        )
+        self.weak_items = [
+            (r, j) for r in self.ids if r in self.weak for j in range(self.weak_crops_per_file)
+        ]
+        if not self.strong_items and not self.weak_items:
+            raise ValueError(
+                "positive_centered crops need events; none of the recordings has one (and none "
+                "has a weak label)"
+            )
+        self.epoch_size = epoch_size or len(self.strong_items) + len(self.weak_items)
         self.seed = seed
         self.random_crop_prob = random_crop_prob
         self.noise_class = noise_class
@@ -113,6 +159,43 @@ class CropDataset(Dataset):
         self.secondary = {r: list(v) for r, v in (secondary or {}).items() if r in self.events}
         self.secondary_mode = secondary_mode
         self.label_secondary = label_secondary
+        # masks on every item when some item needs one: a batch collates only equal keys
+        self.has_masks = bool(self.weak_items) or (
+            secondary_mode == "mask" and bool(self.secondary)
+        )
+
+    def _check_weak(self, weak: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+        """The weak labels of this dataset's recordings, checked."""
+        out: dict[str, list[int]] = {}
+        for rid in self.ids:
+            if rid not in weak:
+                continue
+            labels = sorted({int(c) for c in weak[rid]})
+            if not labels:
+                raise ValueError(f"weak label of recording {rid} is empty (expected a class)")
+            if labels[0] < 0 or labels[-1] >= self.n_classes:
+                raise ValueError(
+                    f"weak label of recording {rid} has class index {labels}, expected 0 .. "
+                    f"{self.n_classes - 1}"
+                )
+            if len(self.events[rid]):
+                # a crop would get its events' frame targets and a clip label they may contradict
+                raise ValueError(
+                    f"recording {rid} has both events and a weak label; weak labels are for "
+                    "recordings without events"
+                )
+            out[rid] = labels
+        return out
+
+    def _item(self, i: int) -> tuple[str, int, bool]:
+        """``(recording, k, weak)`` of item ``i``: k = event index (-1: random crop) of a strong
+        item, the crop number of a weak one."""
+        i %= len(self.strong_items) + len(self.weak_items)
+        if i < len(self.strong_items):
+            rid, k = self.strong_items[i]
+            return rid, k, False
+        rid, j = self.weak_items[i - len(self.strong_items)]
+        return rid, j, True
 
     @property
     def n_outputs(self) -> int:
@@ -125,28 +208,33 @@ class CropDataset(Dataset):
     def item_labels(self) -> np.ndarray:
         """(len, C) bool: the classes item ``i`` is built around, for class-aware samplers.
 
-        A positive-centred item carries its event's class; a random crop its recording's classes.
+        A positive-centred item carries its event's class; a random crop its recording's classes;
+        a weak item its recording's weak label.
         """
         labels = np.zeros((self.epoch_size, self.n_classes), dtype=bool)
         for i in range(self.epoch_size):
-            if self.crop == "positive_centered":
-                rid, k = self.event_index[i % len(self.event_index)]
+            rid, k, weak = self._item(i)
+            if weak:
+                labels[i, self.weak[rid]] = True
+            elif k >= 0:
                 labels[i, int(self.events[rid][k, 2])] = True
             else:
-                ev = self.events[self.ids[i % len(self.ids)]]
-                labels[i, ev[:, 2].astype(int)] = True
+                labels[i, self.events[rid][:, 2].astype(int)] = True
         return labels
 
     def __getitem__(self, index: int | tuple[int, int, int]) -> dict:
         epoch, position, i = (0, index, index) if np.isscalar(index) else index
         i = int(i) % self.epoch_size
         rng = np.random.default_rng((self.seed, int(epoch), int(position)))
-        if self.crop == "positive_centered":
-            rid, k = self.event_index[i % len(self.event_index)]
-            if self.random_crop_prob > 0 and rng.random() < self.random_crop_prob:
-                k = -1
-        else:
-            rid, k = self.ids[i % len(self.ids)], -1
+        rid, k, weak = self._item(i)
+        # a strong positive-centred item is, with this probability, a random crop of its recording
+        if (
+            not weak
+            and k >= 0
+            and self.random_crop_prob > 0
+            and rng.random() < self.random_crop_prob
+        ):
+            k = -1
         speed = 1.0
         if self.speed_prob > 0 and rng.random() < self.speed_prob:
             speed = float(rng.choice(self.speeds))
@@ -154,7 +242,11 @@ class CropDataset(Dataset):
         events[:, :2] /= speed  # a recording played s times faster has its events at t / s
         n_frames = self.store.n_frames(rid, speed)
         rec_seconds = self.grid.frames_to_seconds(n_frames - 1)
-        if k >= 0:
+        if weak and self.weak_crop == "first":
+            start = first_start(k, self.crop_seconds, rec_seconds, rng)
+        elif weak and self.weak_crop == "head":
+            start = head_start(self.weak_head_seconds, self.crop_seconds, rec_seconds, rng)
+        elif k >= 0 and not weak:
             start = positive_centered_start(
                 events[k, 0], events[k, 1], self.crop_seconds, rec_seconds, rng
             )
@@ -169,29 +261,35 @@ class CropDataset(Dataset):
             pad = np.full((*feats.shape[:-1], length - feats.shape[-1]), fill, np.float32)
             feats = np.concatenate([feats, pad], axis=-1)
         start = self.grid.frames_to_seconds(f0)
-        clip, frame = window_targets(
-            events,
-            start,
-            self.crop_seconds,
-            self.crop_frames,
-            self.grid,
-            self.n_classes,
-            self.min_overlap,
-        )
-        item = self._targets(clip, frame, rid)
+        if weak:
+            # the clip label holds for the crop; the frame targets are unknown (masked below)
+            clip = np.zeros(self.n_classes, dtype=np.float32)
+            clip[self.weak[rid]] = 1.0
+            frame = np.zeros((self.crop_frames, self.n_classes), dtype=np.float32)
+        else:
+            clip, frame = window_targets(
+                events,
+                start,
+                self.crop_seconds,
+                self.crop_frames,
+                self.grid,
+                self.n_classes,
+                self.min_overlap,
+            )
+        item = self._targets(clip, frame, rid, weak)
         item |= {"feats": torch.from_numpy(feats), "recording_id": rid, "start": start}
         item["speed"] = speed
         return item
 
-    def _targets(self, clip: np.ndarray, frame: np.ndarray, rid: str) -> dict:
-        """Label values, secondary labels and the noise class applied to 0/1 targets."""
+    def _targets(self, clip: np.ndarray, frame: np.ndarray, rid: str, weak: bool = False) -> dict:
+        """Label values, secondary labels, the noise class and masks applied to 0/1 targets
+        (``weak``: the frame targets are unknown)."""
         out: dict = {}
         sec = self.secondary.get(rid, [])
+        clip_mask, frame_mask = np.ones_like(clip), np.ones_like(frame)
         if sec and self.secondary_mode == "mask":
             # the class may be calling anywhere in the recording: no target is known for it
-            clip_mask = np.ones_like(clip)
             clip_mask[sec] = clip[sec]  # where an annotated event is active it still counts
-            frame_mask = np.ones_like(frame)
             frame_mask[:, sec] = frame[:, sec]
         if self.noise_class:
             clip = np.append(clip, 1.0 - clip.max(initial=0.0)).astype(np.float32)
@@ -201,16 +299,14 @@ class CropDataset(Dataset):
         if sec and self.secondary_mode == "value":
             value[sec] = np.maximum(value[sec], self.label_secondary)
             fvalue[:, sec] = np.maximum(fvalue[:, sec], self.label_secondary)
-        if sec and self.secondary_mode == "mask":
+        if self.has_masks:
             if self.noise_class:
                 clip_mask = np.append(clip_mask, 1.0)
                 frame_mask = np.concatenate([frame_mask, np.ones_like(frame[:, :1])], 1)
+            if weak:
+                frame_mask[:] = 0.0  # when the call is in the crop is unknown, for every output
             out["clip_mask"] = torch.from_numpy(clip_mask.astype(np.float32))
             out["frame_mask"] = torch.from_numpy(frame_mask.astype(np.float32))
-        elif self.secondary_mode == "mask" and self.secondary:
-            # every item of a batch needs the same keys for collation
-            out["clip_mask"] = torch.ones(len(value))
-            out["frame_mask"] = torch.ones(fvalue.shape)
         out["clip_target"] = torch.from_numpy(value.astype(np.float32))
         out["frame_target"] = torch.from_numpy(fvalue.astype(np.float32))
         return out

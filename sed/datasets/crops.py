@@ -27,3 +27,19 @@ def random_start(crop: float, rec_duration: float, rng: np.random.Generator) -> 
     if crop >= rec_duration:
         return 0.0
     return float(rng.uniform(0.0, rec_duration - crop))
+
+
+def head_start(head: float, crop: float, rec_duration: float, rng: np.random.Generator) -> float:
+    """Start of a crop placed uniformly within the first ``head`` seconds of a recording (seed
+    004: a 5 s crop among the first 6 s), or within the recording when it is shorter."""
+    return random_start(crop, min(head, rec_duration), rng)
+
+
+def first_start(j: int, crop: float, rec_duration: float, rng: np.random.Generator) -> float:
+    """Start of crop ``j`` of a weakly labelled recording (seeds 003/004 train on its first
+    seconds, where a focal recording's call most likely is): ``j * crop`` when that window fits
+    in the recording, else a uniform start (a short recording cannot give ``j + 1`` distinct
+    windows; 0 when it is shorter than one crop)."""
+    if (j + 1) * crop <= rec_duration + 1e-9:
+        return float(j * crop)
+    return random_start(crop, rec_duration, rng)

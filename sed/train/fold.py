@@ -97,6 +97,9 @@ def train_fold(
     grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
     n_classes = len(corpus.classes)
     events = events_by_recording(corpus.events, corpus.classes, "tp")
+    # training recordings with a clip label and no events (focal recordings): weak items
+    train_set = set(train_ids)
+    weak = {r: v for r, v in corpus.primary_labels().items() if r in train_set and r not in events}
     dataset = CropDataset(
         store,
         train_ids,
@@ -115,6 +118,10 @@ def train_fold(
         secondary=corpus.secondary_labels() if cfg.data.secondary != "ignore" else None,
         secondary_mode=cfg.data.secondary,
         label_secondary=cfg.data.label_secondary,
+        weak=weak,
+        weak_crop=cfg.data.weak_crop,
+        weak_crops_per_file=cfg.data.weak_crops_per_file,
+        weak_head_seconds=cfg.data.weak_head_seconds,
     )
     if dataset.missing:
         log.warning(
@@ -190,10 +197,11 @@ def train_fold(
     optimizer = build_optimizer(model, cfg.optim, loss_fn, sources)
     scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.max_steps, sources)
     log.info(
-        "fold %d: %d train recordings (%d crops/epoch), %d valid recordings, %d classes, "
-        "model %s with %.2fM parameters, time reduction %d, device %s",
+        "fold %d: %d train recordings (%d weakly labelled; %d crops/epoch), %d valid "
+        "recordings, %d classes, model %s with %.2fM parameters, time reduction %d, device %s",
         fold,
         len(dataset.ids),
+        len(dataset.weak),
         len(dataset),
         len(valid_ids),
         n_classes,
