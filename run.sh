@@ -36,7 +36,7 @@ log() {
 recipe=rfcx               # recipe: a folder under egs/, or a path to a folder holding recipe.yaml
 stage=0                   # first stage to run
 stop_stage=5              # last stage to run
-conf=conf/cnn/demo.yaml   # experiment config (conf/<family>/<version>.yaml)
+conf=""                   # experiment config (conf/<family>/<version>.yaml); empty: the recipe's conf
 conf_override=""          # dotted config overrides, e.g. "train.max_steps=200 optim.lr=1e-3"
 datadir=""                # raw corpus in the recipe's layout (empty: generate the synthetic one)
 data_tag=""               # name of the corpus under data/<recipe>/ and dump/<recipe>/
@@ -57,7 +57,8 @@ Options (default in brackets):
   --recipe <name|dir>      recipe under egs/, or a folder holding recipe.yaml [${recipe}]
   --stage <n>              first stage, 0-5 [${stage}]
   --stop_stage <n>         last stage, 0-5 [${stop_stage}]
-  --conf <yaml>            experiment config [${conf}]
+  --conf <yaml>            experiment config; empty: the recipe's default (its conf key), else
+                           conf/cnn/demo.yaml ["${conf}"]
   --conf_override <str>    dotted overrides, e.g. "train.max_steps=200 optim.lr=1e-3" ["${conf_override}"]
   --datadir <dir>          raw corpus in the recipe's layout (e.g. Kaggle's rfcx-species-audio-detection); empty: synthetic ["${datadir}"]
   --data_tag <name>        the corpus's name under data/<recipe>/ and dump/<recipe>/; empty: the --datadir
@@ -117,7 +118,7 @@ fi
 if [[ -n "${data_tag}" && ! "${data_tag}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]]; then
   echo "$0: --data_tag must be a simple name (letters, digits, . _ -), got '${data_tag}'" >&2; exit 2
 fi
-[[ -f "${conf}" ]] || { echo "$0: config file '${conf}' not found" >&2; exit 2; }
+[[ -z "${conf}" || -f "${conf}" ]] || { echo "$0: config file '${conf}' not found" >&2; exit 2; }
 [[ -z "${ensemble}" || -f "${ensemble}" ]] || { echo "$0: ensemble config '${ensemble}' not found" >&2; exit 2; }
 if [[ -n "${ensemble}" && ${stage} -lt 4 ]]; then
   echo "$0: --ensemble combines trained experiments: use it with --stage 4 (or 5)" >&2; exit 2
@@ -157,6 +158,8 @@ metrics=${env_lines[2]}
 writer=${env_lines[3]}
 folds=${env_lines[4]}
 [[ -n "${checkpoint}" ]] || checkpoint=${env_lines[5]}
+conf=${env_lines[6]}
+read -r -a prep_args <<< "${env_lines[7]:-}"  # the recipe's prep options of data_prep.py
 
 family=$(basename "$(dirname "${conf}")")
 version=$(basename "${conf}" .yaml)
@@ -212,12 +215,12 @@ if [[ ${stage} -le 0 && ${stop_stage} -ge 0 ]]; then
   fi
   stamp="${manifests}/.prep_stamp"
   # the manifests are redone when the corpus (file list, sizes, label tables) or the folds changed
-  stamp_value="$(cd "${raw}" && pwd) folds=${folds} corpus=$(python -m sed.bin.recipe fingerprint "${raw}")"
+  stamp_value="$(cd "${raw}" && pwd) folds=${folds}${prep_args[*]:+ prep=${prep_args[*]}} corpus=$(python -m sed.bin.recipe fingerprint "${raw}")"
   if [[ "${overwrite}" == true || ! -f "${stamp}" || "$(cat "${stamp}")" != "${stamp_value}" ]]; then
     rm -f "${stamp}"
     ${prep_cmd} "${manifests}/log/data_prep.log" \
       python "${recipe_dir}/local/data_prep.py" --datadir "${raw}" --outdir "${manifests}" \
-        --folds "${folds}" --nj "${nj}" "${strict_args[@]}"
+        --folds "${folds}" --nj "${nj}" "${strict_args[@]}" "${prep_args[@]}"
     printf '%s\n' "${stamp_value}" > "${stamp}.tmp" && mv "${stamp}.tmp" "${stamp}"
   else
     log "manifests in ${manifests} are complete; skipping"
@@ -311,6 +314,14 @@ if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
     fi
     touch "${done3}"
   fi
+fi
+
+# the corpus variant recorded by stage 0 (e.g. a BirdCLEF year) may choose its own metrics and writer
+if [[ ${stop_stage} -ge 4 && -f "${manifests}/corpus.json" ]]; then
+  mapfile -t out_lines < <(python -m sed.bin.recipe outputs --recipe "${recipe}" --manifests "${manifests}" || echo FAIL)
+  [[ "${out_lines[0]}" != FAIL ]] || exit 2
+  metrics=${out_lines[0]}
+  writer=${out_lines[1]}
 fi
 
 # ------------------------------------------------------------------------- stages 4-5 (ensemble)

@@ -8,6 +8,7 @@ frames ``[j*r, (j+1)*r)`` to output frame ``j``; ``T'`` = ``T // r``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,20 @@ class FrameGrid:
     def frame_times(self, n_frames: int) -> np.ndarray:
         """Centre time in seconds of each of ``n_frames`` frames, shape (n_frames,)."""
         return np.arange(n_frames) / self.frames_per_second
+
+
+#: seconds by which a recording may miss a whole number of segments and still count as whole
+#: (a "1 minute" soundscape of 59.998 s or 60.002 s has 12 five-second segments)
+SEGMENT_TOLERANCE = 0.25
+
+
+def n_segments(duration: float, seconds: float, tolerance: float = SEGMENT_TOLERANCE) -> int:
+    """Consecutive segments of ``seconds`` in a recording of ``duration`` seconds:
+    ``ceil((duration - tolerance) / seconds)``, at least one (a last partial segment longer than
+    the tolerance counts). BirdCLEF names each 5 s segment by its end second."""
+    if seconds <= 0:
+        raise ValueError(f"segment length must be positive, got {seconds}")
+    return max(1, math.ceil((float(duration) - tolerance) / seconds))
 
 
 def output_frames(n_input_frames: int, reduction: int) -> int:

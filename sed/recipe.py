@@ -9,10 +9,15 @@ sample_rate: 48000              # the corpus's native rate (features may resampl
 classes: sample_submission      # where stage 0 takes the class list from (documentation)
 metric: lwlrap                  # or a list; the first is the headline score (METRICS registry)
 submission: kaggle              # stage-4 writer (WRITERS registry)
-layout: [train/, test/, train_tp.csv]   # what --datadir must hold (folders end with /)
+layout: [train/, test/, train_tp.csv]   # what --datadir must hold (folders end with /;
+                                # "a/ | b/" accepts either, for corpora whose layout changed)
 synth:                          # the synthetic corpus stage 0 makes when no --datadir is given
   generator: rfcx               # GENERATORS registry; params are its config's fields
   params: {n_species: 24, n_train: 200}
+conf: conf/cnn/demo.yaml        # the experiment config run.sh uses when --conf is not given
+prep: {year: auto}              # extra options of local/data_prep.py (--year auto)
+variants:                       # per corpus variant (stage 0 writes it to corpus.json "variant"):
+  "2021": {metric: [birdclef2021, lwlrap], submission: birdclef2021}   # its metric and writer
 ```
 
 Unknown keys, names that are not registered and values of the wrong type are
@@ -62,6 +67,10 @@ class RecipeConf:
     submission: str = ""
     layout: list[str] = field(default_factory=list)
     synth: SynthSection = field(default_factory=SynthSection)  # generator "": none
+    conf: str = ""  # default experiment config of the recipe ("": run.sh's own default)
+    prep: dict[str, Any] = field(default_factory=dict)  # --key value options of data_prep.py
+    # variant name -> {metric, submission} overriding the top-level ones for that corpus variant
+    variants: dict[str, Any] = field(default_factory=dict)
     path: str = ""  # the recipe.yaml it was read from (set by load_recipe, not a YAML key)
 
     @property
@@ -74,14 +83,36 @@ class RecipeConf:
         return Path(self.path).parent
 
     def missing_from(self, datadir: str | os.PathLike) -> list[str]:
-        """Entries of ``layout`` that ``datadir`` lacks (a folder entry ends with ``/``)."""
+        """Entries of ``layout`` that ``datadir`` lacks (a folder entry ends with ``/``; an entry
+        ``a | b`` is there when one of its alternatives is)."""
         root = Path(datadir)
         out = []
         for entry in self.layout:
-            p = root / entry.rstrip("/")
-            if not (p.is_dir() if entry.endswith("/") else p.is_file()):
+            alternatives = [a.strip() for a in entry.split("|") if a.strip()]
+            if not any(_exists(root, a) for a in alternatives):
                 out.append(entry)
         return out
+
+    def prep_args(self) -> list[str]:
+        """``prep`` as command-line words for ``local/data_prep.py``: ``--key value`` each."""
+        words: list[str] = []
+        for key, value in self.prep.items():
+            words += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+        return words
+
+    def outputs(self, variant: str | None) -> tuple[list[str], str]:
+        """The metrics and submission writer for a corpus variant (``corpus.json`` of stage 0):
+        the variant's entry in ``variants`` where it has one, else the top-level keys."""
+        entry = self.variants.get(str(variant), {}) if variant is not None else {}
+        metric = entry.get("metric", self.metric)
+        if isinstance(metric, str):
+            metric = [metric]
+        return list(metric), str(entry.get("submission", self.submission))
+
+
+def _exists(root: Path, entry: str) -> bool:
+    p = root / entry.rstrip("/")
+    return p.is_dir() if entry.endswith("/") else p.is_file()
 
 
 class _SameSource(dict):
@@ -167,6 +198,27 @@ def _check(conf: RecipeConf, where: str, folder: Path, given: Mapping[str, Any])
     for m in conf.metric:
         METRICS.get(m, where, key="metric")
     WRITERS.get(conf.submission, where, key="submission")
+    for key, value in conf.prep.items():
+        if not isinstance(key, str) or not key.replace("_", "").isalnum():
+            raise ConfigError(f"{where}: prep key {key!r} must be an option name (letters, _)")
+        if isinstance(value, (dict, list)) or any(ch.isspace() for ch in str(value)):
+            raise ConfigError(f"{where}: prep.{key} must be one word, got {value!r}")
+    if conf.conf and not (Path(conf.conf).is_file() or (folder.parents[1] / conf.conf).is_file()):
+        raise ConfigError(f"{where}: conf '{conf.conf}' is not a file (a path from the root)")
+    for name, entry in conf.variants.items():
+        at = f"variants.{name}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: {at} must be a mapping with metric and/or submission")
+        unknown = sorted(set(entry) - {"metric", "submission"})
+        if unknown:
+            raise ConfigError(
+                f"{where}: {at}.{unknown[0]} is not a variant key (expected metric, submission)"
+            )
+        metrics = entry.get("metric", [])
+        for m in [metrics] if isinstance(metrics, str) else list(metrics):
+            METRICS.get(m, where, key=f"{at}.metric")
+        if "submission" in entry:
+            WRITERS.get(str(entry["submission"]), where, key=f"{at}.submission")
     if "synth" in given:
         if not conf.synth.generator:
             raise ConfigError(f"{where}: 'synth.generator' is required in a synth section")

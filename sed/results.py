@@ -83,6 +83,7 @@ COLUMNS = [
     "oof_score_frame",
     "test_score",
     "test_score_frame",
+    "others",
     "lb",
     "note",
     "created",
@@ -100,11 +101,12 @@ _MD_COLUMNS = [
     ("oof_score_frame", "OOF frame"),
     ("test_score", "test"),
     ("test_score_frame", "test frame"),
+    ("others", "other metrics (OOF / test)"),
     ("lb", "LB"),
     ("checkpoint", "ckpt"),
     ("note", "note"),
 ]
-_TEXT_MD_COLUMNS = {"experiment", "base", "changes", "checkpoint", "note"}
+_TEXT_MD_COLUMNS = {"experiment", "base", "changes", "checkpoint", "note", "others"}
 _FLOAT_COLUMNS = {
     "cv_mean",
     "cv_std",
@@ -216,12 +218,26 @@ def _parse(path: Path) -> tuple[dict[str, Any], list[float]]:
         "oof_score_frame": _number(oof.get(f"{metric}_frame"), f"oof.{metric}_frame"),
         "test_score": _number(test.get(metric), f"test.{metric}"),
         "test_score_frame": _number(test.get(f"{metric}_frame"), f"test.{metric}_frame"),
+        "others": _others(data, metric, oof, test),
         "lb": _number(data.get("lb"), "lb"),
         "created": None if created is None else str(created),
         "_metric": metric,
         "_recipe": data.get("recipe"),
     }
     return row, folds
+
+
+def _others(data: dict[str, Any], head: str, oof: dict, test: dict) -> str | None:
+    """The recipe's other metrics as ``name OOF / test`` (e.g. lwlrap beside a BirdCLEF score)."""
+    names = data.get("metrics")
+    if not isinstance(names, list):
+        return None
+
+    def fmt(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+    parts = [f"{m} {fmt(oof.get(m))} / {fmt(test.get(m))}" for m in names if m != head]
+    return ", ".join(parts) or None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -518,7 +534,8 @@ def _markdown(table: _Table, title: str) -> str:
         "the resolved keys that differ from it (`(none)`: identical); *CV* is the mean and "
         "population std of the per-fold out-of-fold scores listed in *CV folds*; *OOF* is the "
         "score over all out-of-fold predictions pooled; *test* is the held-out test set; "
-        "*frame* columns score frame-level predictions instead of clip-level ones; *LB* is the "
+        "*frame* columns score frame-level predictions instead of clip-level ones; *other "
+        "metrics* are the recipe's further metrics; *LB* is the "
         "leaderboard score entered by hand (`sedkit results --expdir <dir> --set-lb "
         "<family/version> <score>`); `-` means not available. Plot: `cv_vs_lb.png`.",
         "",

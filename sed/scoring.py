@@ -15,6 +15,9 @@ import pandas as pd
 
 from sed.data.corpus import Corpus
 from sed.fileio import write_csv, write_json
+from sed.infer.segments import segment_scores_block
+from sed.infer.submission_inputs import read_scored_classes, read_threshold
+from sed.metrics.per_class import per_class_ap
 from sed.metrics.registry import compute
 
 
@@ -37,16 +40,38 @@ def view_scores(
 
 
 def metric_scores(
-    metrics: Sequence[str], truth: np.ndarray, clip: np.ndarray, frame: np.ndarray | None
+    metrics: Sequence[str],
+    truth: np.ndarray,
+    clip: np.ndarray,
+    frame: np.ndarray | None,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, float | None]:
     """Every metric of clip scores (``<name>``) and of frame maxima (``<name>_frame``); None
-    where a metric is undefined on these rows."""
+    where a metric is undefined on these rows. ``context`` (e.g. ``threshold``, ``scored``) goes
+    to the metrics that take it."""
     out: dict[str, float | None] = {}
     for m in metrics:
-        out[m] = compute(m, truth, clip)
+        out[m] = compute(m, truth, clip, **(context or {}))
         if frame is not None:
-            out[f"{m}_frame"] = compute(m, truth, frame)
+            out[f"{m}_frame"] = compute(m, truth, frame, **(context or {}))
     return out
+
+
+def oof_threshold(
+    metrics: Sequence[str], corpus: Corpus, inf: Path, context: dict[str, Any]
+) -> float | None:
+    """The global threshold of the first thresholded metric, tuned on the out-of-fold rows (never
+    on the test rows it is applied to); None when no metric takes a threshold."""
+    from sed.infer.submission_inputs import oof_rows
+    from sed.metrics.registry import METRICS, tune_threshold
+
+    for m in metrics:
+        if METRICS.attrs(m).get("thresholded"):
+            _, truth, scores = oof_rows(corpus, inf)
+            if not truth.any():
+                return None
+            return float(tune_threshold(m, truth, scores, **context)[1])
+    return None
 
 
 def event_scores(inf: Path, kind: str, ids: list[str], corpus: Corpus) -> dict[str, Any] | None:
@@ -105,10 +130,15 @@ def score_experiment(
     truth = corpus.clip_truth(ids)
     scores = oof[corpus.classes].to_numpy()
     frame = frame_max(inf / "oof.h5", ids)
+    context: dict[str, Any] = {}
+    scored = read_scored_classes(corpus)
+    if scored is not None:
+        index = {c: j for j, c in enumerate(corpus.classes)}
+        context["scored"] = [index[c] for c in scored]
     per_fold = {}
     for k, idx in oof.groupby("fold").indices.items():
         if truth[idx].any():
-            per_fold[str(k)] = compute(head, truth[idx], scores[idx])
+            per_fold[str(k)] = compute(head, truth[idx], scores[idx], **context)
     result: dict[str, Any] = {
         "recipe": recipe,
         "family": expdir.parent.name,
@@ -117,7 +147,7 @@ def score_experiment(
         "metric": head,
         "metrics": metrics,
         "oof": {
-            **metric_scores(metrics, truth, scores, frame),
+            **metric_scores(metrics, truth, scores, frame, context),
             "per_fold": per_fold,
             "n_recordings": len(ids),
         },
@@ -125,9 +155,31 @@ def score_experiment(
         "lb": None,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
+    if truth.any():
+        write_csv(
+            inf / "per_class_ap_oof.csv",
+            per_class_ap(truth, scores, corpus.classes),
+            float_format="%.6f",
+        )
+    oof_seg = segment_scores_block(
+        inf / "oof_segments.csv", corpus, metrics, context, inf / "per_class_ap_oof_segments.csv"
+    )
+    if oof_seg is not None:
+        result["oof"]["segments"] = oof_seg
     sub_path = inf / "submission.csv"
     test_ids = corpus.ids("test")
-    if (inf / "test.csv").exists() and corpus.has_labels(test_ids):
+    # a competition that scores fixed windows: the test score is the segments' score, with
+    # the threshold stage 4 tuned on the out-of-fold predictions for the submission
+    threshold = read_threshold(inf)
+    if threshold is None:
+        threshold = oof_threshold(metrics, corpus, inf, context)
+    test_context = {**context, **({"threshold": threshold} if threshold is not None else {})}
+    test_seg = segment_scores_block(
+        inf / "test_segments.csv", corpus, metrics, test_context, inf / "per_class_ap_test.csv"
+    )
+    if test_seg is not None:
+        result["test"] = test_seg
+    elif (inf / "test.csv").exists() and corpus.has_labels(test_ids):
         test = pd.read_csv(inf / "test.csv", dtype={"recording_id": str})
         t_ids = test["recording_id"].tolist()
         t_truth = corpus.clip_truth(t_ids)
@@ -146,7 +198,7 @@ def score_experiment(
     if per_view:
         result["oof"]["per_view"] = per_view
     result["oof"]["events"] = event_scores(inf, "oof", ids, corpus)
-    if result["test"] is not None:
+    if result["test"] is not None and result["test"].get("rows") != "segments":
         result["test"]["events"] = event_scores(inf, "test", t_ids, corpus)
     old = expdir / "results.json"
     if old.exists():

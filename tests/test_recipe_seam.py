@@ -130,11 +130,19 @@ def test_long_csv_writer(tmp_path: Path) -> None:
 
 
 def test_no_recipe_metric_or_format_is_named_in_entry_points() -> None:
-    """The engine is generic: recipe names live in egs/, metric and writer names in registries."""
-    for folder in ("sed/bin", "sed/metrics"):
-        for path in (ROOT / folder).glob("*.py"):
-            text = path.read_text()
-            assert not re.search(r"rfcx|birdclef", text, re.IGNORECASE), path
+    """The engine is generic: recipe names live in egs/, metric and writer names in registries
+    (and the modules those register, e.g. sed/metrics/birdclef.py)."""
+    engine = [
+        *(ROOT / "sed/bin").glob("*.py"),
+        ROOT / "sed/scoring.py",
+        ROOT / "sed/preflight.py",
+        ROOT / "sed/infer/experiment.py",
+        ROOT / "sed/infer/submission_inputs.py",
+        ROOT / "sed/train/fold.py",
+    ]
+    for path in engine:
+        text = path.read_text()
+        assert not re.search(r"rfcx|birdclef", text, re.IGNORECASE), path
     for path in (ROOT / "sed/bin").glob("*.py"):
         text = path.read_text()
         assert not re.search(r"default=\[?\"(lwlrap|kaggle)", text), path

@@ -1,6 +1,7 @@
 """Recipe and preflight helpers for the stage engine (run.sh passes every value through argv).
 
     python -m sed.bin.recipe env --recipe NAME --conf C [--conf_override O]   # run.sh's values
+    python -m sed.bin.recipe outputs --recipe NAME --manifests M     # metrics + writer for M
     python -m sed.bin.recipe synth --recipe NAME --outdir D --nj 2   # the synthetic corpus
     python -m sed.bin.recipe fingerprint DIR                         # of a raw corpus
     python -m sed.bin.recipe layout --recipe NAME --datadir DIR      # DIR in the recipe's layout?
@@ -20,6 +21,9 @@ from sed.config import ConfigError
 
 log = logging.getLogger("sed.recipe")
 
+#: the experiment config of a run that names none and whose recipe has no ``conf`` key
+DEFAULT_CONF = "conf/cnn/demo.yaml"
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -33,11 +37,20 @@ def get_parser() -> argparse.ArgumentParser:
         "env",
         help="validate the recipe and the config once and print, one per line: the recipe's "
         "name, recipe.yaml path, metrics, submission writer, the config's data.folds and "
-        "infer.checkpoint (for run.sh)",
+        "infer.checkpoint, the config file used, data_prep.py's extra options (for run.sh)",
     )
     e.add_argument("--recipe", required=True)
-    e.add_argument("--conf", required=True)
+    e.add_argument(
+        "--conf", default="", help="experiment config; empty: the recipe's conf, else cnn/demo"
+    )
     e.add_argument("--conf_override", default="")
+    o = sub.add_parser(
+        "outputs",
+        help="print the metrics (one line) and the submission writer (next line) of the corpus "
+        "variant that stage 0 recorded in <manifests>/corpus.json (the recipe's own without one)",
+    )
+    o.add_argument("--recipe", required=True)
+    o.add_argument("--manifests", required=True)
     s = sub.add_parser("synth", help="generate the recipe's synthetic corpus unless up to date")
     s.add_argument("--recipe", required=True)
     s.add_argument("--outdir", required=True)
@@ -73,7 +86,10 @@ def _env(args: argparse.Namespace) -> int:
     from sed.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
-    cfg, _ = load_config(args.conf, args.conf_override)
+    conf = args.conf or recipe.conf or DEFAULT_CONF
+    if not Path(conf).is_file():
+        raise ConfigError(f"config file '{conf}' not found")
+    cfg, _ = load_config(conf, args.conf_override)
     values = [
         recipe.name,
         recipe.path,
@@ -81,10 +97,28 @@ def _env(args: argparse.Namespace) -> int:
         recipe.submission,
         str(cfg.data.folds),
         cfg.infer.checkpoint,
+        conf,
+        " ".join(recipe.prep_args()),
     ]
     if any("\n" in v for v in values):
         raise ConfigError(f"{recipe.path}: a value holds a line break: {values}")
     print("\n".join(values))
+    return 0
+
+
+def _outputs(args: argparse.Namespace) -> int:
+    from sed.data.corpus_info import read_corpus_info
+    from sed.data.manifest import ManifestError
+    from sed.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    try:
+        variant = read_corpus_info(args.manifests).get("variant")
+    except ManifestError as e:
+        raise ConfigError(str(e)) from None
+    metrics, writer = recipe.outputs(variant)
+    print(" ".join(metrics))
+    print(writer)
     return 0
 
 
@@ -160,6 +194,7 @@ def _check(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "env": _env,
+    "outputs": _outputs,
     "synth": _synth,
     "fingerprint": _fingerprint,
     "layout": _layout,

@@ -1,7 +1,10 @@
 """Stage 4: the recipe's submission from the fold-averaged test predictions, and event outputs.
 
 The submission writer is chosen by name (``--writer``, the recipe's ``submission`` key; see
-``sed.infer.submissions.WRITERS``) and writes ``<infer>/submission.csv``.
+``sed.infer.submissions.WRITERS``) and writes ``<infer>/submission.csv``. A writer of segment
+rows (fixed windows of the test recordings) gets stage 3's ``test_segments.csv``; a writer that
+answers yes / no gets a global threshold tuned for its metric on the out-of-fold predictions
+(``submission_threshold.json``).
 
 Event outputs (``infer.events``): per-class thresholds are tuned for F-beta on the out-of-fold
 predictions (a recording is detected when its frame maximum passes), written to
@@ -23,6 +26,7 @@ from sed.bin.common import setup_logging
 from sed.config import ConfigError, load_resolved
 from sed.data.corpus import Corpus
 from sed.infer.outputs import write_stage4_events
+from sed.infer.submission_inputs import submission_context
 from sed.infer.submissions import WRITERS
 
 log = logging.getLogger("sed.submit")
@@ -50,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Corpus.load(args.datadir)
     inf = Path(args.expdir) / "infer" / args.checkpoint
     test = pd.read_csv(inf / "test.csv", dtype={"recording_id": str})
-    out = writer(test, corpus.classes, corpus.ids("test"), inf / "submission.csv")
+    try:
+        context = submission_context(WRITERS.attrs(args.writer), corpus, inf)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = writer(test, corpus.classes, corpus.ids("test"), inf / "submission.csv", context)
     log.info(
         "%s: wrote %s (%d rows, %d classes)",
         args.writer,

@@ -53,6 +53,8 @@ from scipy.stats import rankdata
 from sed.config import ConfigError, closest
 from sed.data.corpus import Corpus
 from sed.fileio import write_csv, write_json, write_text
+from sed.infer.segments import segment_scores_block
+from sed.infer.submission_inputs import submission_context
 from sed.infer.submissions import WRITERS
 from sed.metrics.lwlrap import lwlrap
 from sed.metrics.registry import METRICS, compute
@@ -406,8 +408,30 @@ def run_ensemble(
         t_ids, _, test = load_member_predictions(members, "test", classes)
         test_df = _table(t_ids, combine(test, weights, conf.method), classes, None)
         write_csv(outdir / "test.csv", test_df, float_format="%.6f")
-        write_submission(test_df, classes, corpus.ids("test"), outdir / "submission.csv")
-        if corpus.has_labels(t_ids):
+        context = None
+        attrs = WRITERS.attrs(writer)
+        if attrs.get("segments"):
+            # members' segment scores combined like their recording scores (BirdCLEF rows)
+            for kind in ("oof", "test"):
+                seg = combined_segments(members, kind, classes, weights, conf.method)
+                if seg is not None:
+                    write_csv(outdir / f"{kind}_segments.csv", seg, float_format="%.6f")
+            context = submission_context(attrs, corpus, outdir)
+        write_submission(test_df, classes, corpus.ids("test"), outdir / "submission.csv", context)
+        seg_result = (
+            segment_scores_block(
+                outdir / "test_segments.csv",
+                corpus,
+                metrics,
+                {"threshold": context.threshold} if context and context.threshold else {},
+                outdir / "per_class_ap_test.csv",
+            )
+            if context is not None
+            else None
+        )
+        if seg_result is not None:
+            test_result = seg_result
+        elif corpus.has_labels(t_ids):
             t_truth = corpus.clip_truth(t_ids)
             t_scores = test_df[classes].to_numpy()
             test_result = {m: compute(m, t_truth, t_scores) for m in metrics}
@@ -457,6 +481,39 @@ def run_ensemble(
     }
     write_json(outdir / "results.json", result)
     return summary
+
+
+def combined_segments(
+    members: Sequence[Member],
+    kind: str,
+    classes: Sequence[str],
+    weights: Sequence[float] | np.ndarray,
+    method: str,
+) -> pd.DataFrame | None:
+    """The members' ``<kind>_segments.csv`` (stage 3) combined with the ensemble's weights and
+    method, rows of the first member's order; None when no member has the file.
+
+    Raises:
+        ValueError: some members have it and others not, or they cover different segments.
+    """
+    paths = [m.infer_dir / f"{kind}_segments.csv" for m in members]
+    have = [p.is_file() for p in paths]
+    if not any(have):
+        return None
+    if not all(have):
+        lack = [str(p) for p, ok in zip(paths, have, strict=True) if not ok]
+        raise ValueError(f"segment scores missing for some members: {lack} (rerun their stage 3)")
+    tables = [pd.read_csv(p, dtype={"recording_id": str}) for p in paths]
+    key = ["recording_id", "end"]
+    first = tables[0][key]
+    preds = []
+    for path, t in zip(paths, tables, strict=True):
+        t = t.set_index(key)
+        if len(t) != len(first) or not t.index.isin(pd.MultiIndex.from_frame(first)).all():
+            raise ValueError(f"{path}: segments differ from {paths[0]}")
+        preds.append(t.loc[pd.MultiIndex.from_frame(first), list(classes)].to_numpy(dtype=float))
+    out = pd.DataFrame(combine(preds, weights, method), columns=list(classes))
+    return pd.concat([first.reset_index(drop=True), out], axis=1)
 
 
 def _previous_lb(path: Path) -> float | None:

@@ -10,6 +10,11 @@ Writes into ``<expdir>/infer/<checkpoint>/``:
   (``infer.tta``; attribute ``views`` names them); ``clip`` and ``frame`` are the views' mean.
 - ``test.csv``: recording_id, one column per class (fold-mean clip probabilities).
 - ``oof_frame.csv`` / ``test_frame.csv``: recording_id, onset, offset, one column per class.
+- With ``segment_seconds`` in the corpus's ``corpus.json`` (5 for 5 s scored rows), soundscapes
+  (all recordings when ``recordings.csv`` has no ``kind`` column) also get ``segments`` (S, C) in
+  the ``.h5`` files (fold mean for test) and ``oof_segments.csv`` / ``test_segments.csv``:
+  recording_id, end (second ending the segment), one column per class
+  (:mod:`sed.infer.segments`).
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import numpy as np
 import pandas as pd
 
 from sed.data.corpus import Corpus
+from sed.data.corpus_info import read_corpus_info
 from sed.features.dump import FeatureStore, feature_name
 from sed.fileio import atomic_path, write_csv
 from sed.frames import FrameGrid, output_frame_times
-from sed.infer.engine import TorchScorer, WindowEngine, config_window_frames
+from sed.infer.engine import TorchScorer, WindowEngine, config_window_frames, infer_windows
+from sed.infer.segments import n_segments, segment_scores, segment_table
 from sed.infer.tta import View, merge_views, parse_views, predict_dump_views
 from sed.models.loading import experiment_folds, load_fold_model
 from sed.utils.device import resolve_amp, resolve_device
@@ -150,6 +157,7 @@ def predict_experiment(
         available = sorted(set(folds))
     test_ids_all = corpus.ids("test")
     mine = share(corpus.ids("train") + test_ids_all, part, nparts)
+    seg_seconds, seg_count = segment_plan(corpus)
     pred = Predictions()
     views = [View()]
     store: FeatureStore | None = None
@@ -189,6 +197,16 @@ def predict_experiment(
                 "frame": merged.frame[0],
                 "clip_views": merged.clip_views[0],
             }
+            if rid in seg_count:
+                arrays["segments"] = segment_scores(
+                    engine.scorer,
+                    read(1.0),
+                    grid,
+                    seg_seconds,
+                    seg_count[rid],
+                    infer_windows(cfg)[0],
+                    engine.batch_size,
+                )[0]
             if kind == "oof":
                 pred.oof[rid] = arrays
                 pred.oof_fold[rid] = k
@@ -204,7 +222,24 @@ def predict_experiment(
         "views": [v.name for v in views],
         "folds": available,
     }
+    if seg_seconds:
+        pred.attrs["segment_seconds"] = seg_seconds
     return pred
+
+
+def segment_plan(corpus: Corpus) -> tuple[float, dict[str, int]]:
+    """Segment length of the corpus (``corpus.json``; 0: none) and the number of segments of each
+    recording that gets segment scores: soundscapes (``kind`` column), or every recording."""
+    seconds = float(read_corpus_info(corpus.root).get("segment_seconds") or 0.0)
+    if not seconds:
+        return 0.0, {}
+    recs = corpus.recordings
+    if "kind" in recs.columns:
+        recs = recs[recs["kind"] == "soundscape"]
+    return seconds, {
+        str(r): n_segments(d, seconds)
+        for r, d in zip(recs["recording_id"], recs["duration"], strict=True)
+    }
 
 
 def part_inputs(
@@ -333,6 +368,14 @@ def write_predictions(pred: Predictions, corpus: Corpus, outdir: str | Path) -> 
         _frame_table(oof_ids, frames, grid, reduction, classes),
         float_format="%.6f",
     )
+    seg_seconds = float(attrs.get("segment_seconds") or 0.0)
+    if seg_seconds:
+        segs = {r: oof[r]["segments"] for r in oof_ids if "segments" in oof[r]}
+        write_csv(
+            outdir / "oof_segments.csv",
+            segment_table(segs, oof_ids, classes, seg_seconds),
+            float_format="%.6f",
+        )
 
     test_ids = [r for r in corpus.ids("test") if r in pred.test]
     test = {}
@@ -344,6 +387,8 @@ def write_predictions(pred: Predictions, corpus: Corpus, outdir: str | Path) -> 
             "clip_folds": np.stack([a["clip"] for a in per_fold]),
             "clip_views": np.mean([a["clip_views"] for a in per_fold], axis=0),
         }
+        if all("segments" in a for a in per_fold):
+            test[r]["segments"] = np.mean([a["segments"] for a in per_fold], axis=0)
     _write_h5(outdir / "test.h5", test, attrs)
     test_df = pd.DataFrame([test[r]["clip"] for r in test_ids], columns=classes)
     test_df.insert(0, "recording_id", test_ids)
@@ -354,6 +399,13 @@ def write_predictions(pred: Predictions, corpus: Corpus, outdir: str | Path) -> 
         _frame_table(test_ids, frames, grid, reduction, classes),
         float_format="%.6f",
     )
+    if seg_seconds:
+        segs = {r: test[r]["segments"] for r in test_ids if "segments" in test[r]}
+        write_csv(
+            outdir / "test_segments.csv",
+            segment_table(segs, test_ids, classes, seg_seconds),
+            float_format="%.6f",
+        )
     log.info(
         "stage 3: %d oof and %d test recordings predicted into %s",
         len(oof_ids),

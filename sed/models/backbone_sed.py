@@ -46,6 +46,9 @@ class BackboneSED(nn.Module):
         neck: PANNs smoothing + linear/ReLU between backbone and head; without it the head is a
             linear frame classifier on the backbone features (the seed's "simple" models).
         hidden_dim: width of the neck's projection (None: ``feat_dim``).
+        input_norm: ``batch`` (a BatchNorm over the mel bands, learnt statistics) or ``clip``
+            (each example standardised by its own mean and deviation, seed 004's per-clip
+            normalisation: a quiet and a loud recording of a call look alike).
     """
 
     def __init__(
@@ -61,11 +64,16 @@ class BackboneSED(nn.Module):
         activity_head: bool = False,
         neck: bool = True,
         hidden_dim: int | None = None,
+        input_norm: str = "batch",
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.bn0 = nn.BatchNorm1d(n_mels)
+        if input_norm not in ("batch", "clip"):
+            raise ValueError(f"input_norm must be 'batch' or 'clip', got '{input_norm}'")
+        self.input_norm = input_norm
+        # no BatchNorm parameters in clip mode (an unused parameter would stall DDP)
+        self.bn0 = nn.BatchNorm1d(n_mels) if input_norm == "batch" else None
         self.backbone = backbone
         self.in_chans = in_chans
         self.time_reduction = int(stride)
@@ -98,7 +106,12 @@ class BackboneSED(nn.Module):
             ``embedding`` (B, D), and ``activity_logits`` (B, T', 1) with the activity head.
         """
         n_frames = feats.shape[-1] // self.time_reduction
-        x = self.bn0(feats)
+        if self.bn0 is not None:
+            x = self.bn0(feats)
+        else:
+            mean = feats.mean(dim=(1, 2), keepdim=True)
+            std = feats.std(dim=(1, 2), keepdim=True)
+            x = (feats - mean) / (std + 1e-5)
         r = self.time_reduction
         # padding to the stride makes every backbone's output length exactly T / r; zeros are the
         # normalised mean, so the padded margin reads as an average background

@@ -48,6 +48,7 @@ class TimmSED(BackboneSED):
         activity_head: bool = False,
         init_checkpoint: str | None = None,
         init_key_map: Mapping[str, str] | None = None,
+        input_norm: str = "batch",
     ) -> None:
         if not timm.is_model(backbone):
             raise ValueError(f"unknown timm backbone '{backbone}'")
@@ -70,6 +71,7 @@ class TimmSED(BackboneSED):
             dropout=dropout,
             clip_pooling=clip_pooling,
             activity_head=activity_head,
+            input_norm=input_norm,
         )
         self.backbone_name = backbone
         self.init_from(init_checkpoint, init_key_map)
