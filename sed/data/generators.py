@@ -12,6 +12,7 @@ that writes the corpus in the recipe's raw layout, exactly like the real downloa
 
 from __future__ import annotations
 
+from sed.data import birdclef_synth
 from sed.data.synth import SynthConfig, generate
 from sed.registry import Registry
 
@@ -19,3 +20,7 @@ GENERATORS: Registry[type] = Registry("synthetic corpus generator")
 
 # the Kaggle Rainforest Connection layout: train/ test/ FLAC, train_tp.csv, train_fp.csv ...
 GENERATORS.register("rfcx", SynthConfig, generate=generate)
+# the Kaggle BirdCLEF layout of one year (2021-2025): train_audio/ (2021 train_short_audio/), ...
+GENERATORS.register(
+    "birdclef", birdclef_synth.BirdclefSynthConfig, generate=birdclef_synth.generate
+)
