@@ -108,3 +108,32 @@ def test_every_year_runs_stages_0_to_5_and_submits_in_its_format(year: int, tmp_
         assert tuned["metric"] == head and 0.0 < tuned["threshold"] < 1.0
     if year == 2021:  # the labelled train soundscapes are scored out of fold, by window
         assert result["oof"]["segments"]["rows"] == "segments"
+
+
+REALDATA = ROOT.parent / "shared" / "realdata" / "xc_focal"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata/xc_focal is absent")
+def test_real_focal_recordings_run_stages_0_to_5(tmp_path: Path) -> None:
+    """45 real xeno-canto recordings (MP3 and WAV, several rates) in the train_audio layout with a
+    non-Kaggle metadata header: no test soundscapes, so an empty submission and OOF scores."""
+    work = tmp_path / "work"
+    run(
+        "--datadir", str(REALDATA), "--conf", "conf/cnn/birdclef_tiny.yaml", "--conf_override",
+        FAST, "--workdir", str(work), "--nj", "2",
+    )  # fmt: skip
+    manifests = work / "data" / "birdclef" / "xc_focal_2fold"
+    corpus = Corpus.load(manifests)
+    assert len(corpus.ids("train")) == 45 and len(corpus.classes) == 15
+    assert corpus.ids("test") == []
+    inf = work / "exp" / "birdclef" / "cnn" / "birdclef_tiny" / "infer" / "best"
+    sub = pd.read_csv(inf / "submission.csv", dtype=str)
+    assert list(sub.columns) == ["row_id", *corpus.classes] and sub.empty
+    result = json.loads((inf.parents[1] / "results.json").read_text())
+    assert result["oof"]["n_recordings"] == 45 and result["test"] is None
+    oof = pd.read_csv(inf / "oof.csv", dtype={"recording_id": str})
+    truth = corpus.clip_truth(oof["recording_id"].tolist())
+    assert result["oof"]["birdclef2023"] == pytest.approx(
+        compute("birdclef2023", truth, oof[corpus.classes].to_numpy()), abs=1e-9
+    )
