@@ -160,6 +160,8 @@ folds=${env_lines[4]}
 [[ -n "${checkpoint}" ]] || checkpoint=${env_lines[5]}
 conf=${env_lines[6]}
 read -r -a prep_args <<< "${env_lines[7]:-}"  # the recipe's prep options of data_prep.py
+metadata_blend=${env_lines[8]}
+metadata_weight=${env_lines[9]:-}
 
 family=$(basename "$(dirname "${conf}")")
 version=$(basename "${conf}" .yaml)
@@ -353,6 +355,14 @@ if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
     ${infer_cmd} "${inf}/submit.log" \
       python -m sed.bin.submit --expdir "${expdir}" --datadir "${manifests}" \
         --checkpoint "${checkpoint}" --writer "${writer}"
+    if [[ "${metadata_blend}" == true ]]; then  # infer.metadata_blend: <expdir>+meta, its own row
+      weight_args=()
+      [[ -n "${metadata_weight}" ]] && weight_args=(--weight "${metadata_weight}")
+      # shellcheck disable=SC2086  # the recipe's metric names, one word each
+      ${infer_cmd} "${inf}/metadata_blend.log" \
+        python -m sed.bin.metadata_blend --expdir "${expdir}" --datadir "${manifests}" \
+          --checkpoint "${checkpoint}" --writer "${writer}" --metric ${metrics} "${weight_args[@]}"
+    fi
     touch "${inf}/.done4"
   fi
 fi

@@ -179,6 +179,10 @@ class InferConf:
     min_event_seconds: float = 0.0  # shorter detections are dropped
     merge_gap_seconds: float = 0.0  # detections of a class closer than this are merged
     threshold_beta: float = 1.0  # per-class thresholds maximise F-beta on out-of-fold scores
+    # stage 4 also writes <expdir>+meta: a LightGBM prior per species from latitude, longitude,
+    # day of year (and site) blended into the predictions (seed 003), its own RESULTS.md row
+    metadata_blend: bool = False
+    metadata_weight: float | None = None  # the prior's weight; None: searched (seed 003: 0.14)
 
 
 @dataclass

@@ -37,7 +37,8 @@ def get_parser() -> argparse.ArgumentParser:
         "env",
         help="validate the recipe and the config once and print, one per line: the recipe's "
         "name, recipe.yaml path, metrics, submission writer, the config's data.folds and "
-        "infer.checkpoint, the config file used, data_prep.py's extra options (for run.sh)",
+        "infer.checkpoint, the config file used, data_prep.py's extra options, "
+        "infer.metadata_blend and infer.metadata_weight (for run.sh)",
     )
     e.add_argument("--recipe", required=True)
     e.add_argument(
@@ -99,6 +100,8 @@ def _env(args: argparse.Namespace) -> int:
         cfg.infer.checkpoint,
         conf,
         " ".join(recipe.prep_args()),
+        "true" if cfg.infer.metadata_blend else "false",
+        "" if cfg.infer.metadata_weight is None else repr(float(cfg.infer.metadata_weight)),
     ]
     if any("\n" in v for v in values):
         raise ConfigError(f"{recipe.path}: a value holds a line break: {values}")

@@ -42,7 +42,7 @@ import pandas as pd
 import soundfile as sf
 
 from sed.data.corpus_info import CORPUS_INFO_FILE
-from sed.data.folds import make_folds
+from sed.data.folds import geo_temporal_groups, make_folds
 from sed.data.manifest import (
     Column,
     ManifestError,
@@ -67,8 +67,10 @@ __all__ = [
     "DONE_MARKER",
     "EXTRA_COLUMNS",
     "FOLD_GROUPS",
+    "GEO_DEFAULTS",
     "SEGMENT_SECONDS",
     "YEARS",
+    "birdclef_folds",
     "detect_year",
     "prepare_birdclef",
 ]
@@ -93,8 +95,12 @@ EXTRA_COLUMNS = (
     "url",
     "type",
 )
-#: Values of ``fold_groups``: recordings sharing one keep to one fold.
-FOLD_GROUPS = ("author", "site")
+#: Values of ``fold_groups``: recordings sharing one keep to one fold (``geo_temporal``: one
+#: grid cell in one season, where such a block is dense; see sed.data.folds.geo_temporal_groups).
+FOLD_GROUPS = ("author", "site", "geo_temporal")
+#: Default block of ``fold_groups: geo_temporal``: 5 degree cells (~550 km), meteorological
+#: seasons, and a block kept together from 5 recordings (fewer: stratified one by one).
+GEO_DEFAULTS: dict[str, Any] = {"cell_degrees": 5.0, "season_months": 3, "min_block": 5}
 DONE_MARKER = ".done"
 
 _LAYOUT_HELP = (
@@ -773,6 +779,9 @@ def prepare_birdclef(
     nj: int = 1,
     year: int | str | None = None,
     fold_groups: str | None = None,
+    cell_degrees: float = GEO_DEFAULTS["cell_degrees"],
+    season_months: int = GEO_DEFAULTS["season_months"],
+    min_block: int = GEO_DEFAULTS["min_block"],
 ) -> dict[str, Any]:
     """Turn a BirdCLEF download (any year 2021-2025) into manifests.
 
@@ -795,15 +804,20 @@ def prepare_birdclef(
         strict: Raise on a missing or unreadable audio file instead of skipping it.
         nj: Number of threads probing audio files.
         year: 2021 .. 2025, or None / ``"auto"`` to detect it (:func:`detect_year`).
-        fold_groups: None, ``"author"`` or ``"site"``: recordings sharing the value stay in one
-            fold (a recording without one is a group of its own).
+        fold_groups: None, ``"author"``, ``"site"`` or ``"geo_temporal"``: recordings sharing
+            the value (or, for geo_temporal, a dense block of one grid cell and season) stay in
+            one fold (a recording without one is a group of its own).
+        cell_degrees: Grid cell side in degrees (``geo_temporal``).
+        season_months: Months per season, a divisor of 12 (``geo_temporal``).
+        min_block: Recordings a block needs to be kept in one fold (``geo_temporal``).
 
     Returns:
         Summary: ``datadir``, ``outdir`` (absolute str), ``year``, ``year_detected`` (bool),
         ``recordings`` ({split: count} for train, test, unlabeled), ``kinds`` ({focal,
         soundscape: count}), ``clips``, ``events`` ({split: tp events}), ``classes`` (count),
         ``classes_source`` (file name), ``scored_classes`` (2022 count, else None), ``folds``,
-        ``fold_groups``, ``test_audio`` (files in test_soundscapes/ before skipping), ``skipped``
+        ``fold_groups``, ``fold_blocks`` (geo_temporal: {"blocks", "recordings"} in dense blocks,
+        else None), ``test_audio`` (files in test_soundscapes/ before skipping), ``skipped``
         (list of {"path", "reason"}), ``skipped_clips``, ``skipped_events`` (window-label rows
         dropped with skipped audio), ``dropped_secondary`` (secondary labels not in the classes)
         and ``dropped_secondary_labels`` (those labels, sorted).
@@ -812,13 +826,13 @@ def prepare_birdclef(
         ManifestError: Missing folder or file, a layout of no BirdCLEF year, bad CSV content (the
             message names file, line and column), an unusable audio file when ``strict``, too few
             train recordings for the folds.
-        ValueError: ``nj < 1`` or an unknown ``fold_groups``.
+        ValueError: ``nj < 1``, an unknown ``fold_groups`` or a geo_temporal parameter out of
+            range.
     """
     if nj < 1:
         raise ValueError(f"nj must be at least 1, got {nj}")
-    if fold_groups not in (None, "none", *FOLD_GROUPS):
-        raise ValueError(f"fold_groups must be none, author or site, got {fold_groups!r}")
-    fold_groups = None if fold_groups == "none" else fold_groups
+    fold_groups = _check_fold_groups(fold_groups, cell_degrees, season_months, min_block)
+    geo = {"cell_degrees": cell_degrees, "season_months": season_months, "min_block": min_block}
     datadir = _check_datadir(datadir)
     outdir = Path(os.path.abspath(outdir))
     year, detected = _resolve_year(datadir, year)
@@ -904,7 +918,7 @@ def prepare_birdclef(
     ).astype({"onset": "float64", "offset": "float64"})
     events = events.sort_values(["recording_id", "onset", "label"], kind="mergesort")
     events = events.reset_index(drop=True)
-    folds = _folds(recordings, clips, events, n_folds, seed, fold_groups)
+    folds, blocks = birdclef_folds(recordings, clips, events, n_folds, seed, fold_groups, **geo)
 
     outdir.mkdir(parents=True, exist_ok=True)
     # Remove the marker first: a run that dies half-way must not leave old files looking complete.
@@ -947,6 +961,7 @@ def prepare_birdclef(
         "scored_classes": None if scored is None else len(scored),
         "folds": n_folds,
         "fold_groups": fold_groups,
+        "fold_blocks": blocks,
         "test_audio": sum(s.split == "test" for s in soundscapes),
         "skipped": skipped,
         "skipped_clips": len(focal) - len(focal_ok),
@@ -1023,29 +1038,85 @@ def _recordings_table(
     return table
 
 
-def _folds(
+def _check_fold_groups(
+    fold_groups: str | None, cell_degrees: float, season_months: int, min_block: int
+) -> str | None:
+    """``fold_groups`` checked (None for ``"none"``); geo_temporal's parameters checked too, so a
+    bad value fails before any audio is probed."""
+    if fold_groups not in (None, "none", *FOLD_GROUPS):
+        raise ValueError(
+            f"fold_groups must be none or one of {', '.join(FOLD_GROUPS)}, got {fold_groups!r}"
+        )
+    if fold_groups == "geo_temporal":
+        geo_temporal_groups([], [], [], cell_degrees, season_months, min_block)
+    return None if fold_groups == "none" else fold_groups
+
+
+def birdclef_folds(
     recordings: pd.DataFrame,
     clips: pd.DataFrame,
     events: pd.DataFrame,
     n_folds: int,
     seed: int,
     fold_groups: str | None,
-) -> pd.DataFrame:
-    """Folds over the train split; labels = {primary} ∪ the recording's event labels."""
+    cell_degrees: float = GEO_DEFAULTS["cell_degrees"],
+    season_months: int = GEO_DEFAULTS["season_months"],
+    min_block: int = GEO_DEFAULTS["min_block"],
+) -> tuple[pd.DataFrame, dict[str, int] | None]:
+    """Folds over the train split; labels = {primary} ∪ the recording's event labels.
+
+    Args:
+        recordings, clips, events: The manifests (recordings with the columns that
+            ``fold_groups`` reads: author, site, or latitude, longitude and date).
+        n_folds, seed: As :func:`sed.data.folds.make_folds`.
+        fold_groups: None, or one of :data:`FOLD_GROUPS`.
+        cell_degrees, season_months, min_block: The blocks of ``geo_temporal``
+            (:func:`sed.data.folds.geo_temporal_groups`).
+
+    Returns:
+        (folds sorted by recording id, {"blocks", "recordings"}: the dense blocks and the
+        recordings in them for ``geo_temporal``, else None).
+
+    Raises:
+        ManifestError: Too few recordings (or groups) for the folds.
+        ValueError: An unknown ``fold_groups`` or a geo_temporal parameter out of range.
+    """
+    fold_groups = _check_fold_groups(fold_groups, cell_degrees, season_months, min_block)
     train = recordings[recordings["split"] == "train"]
     train_ids = train["recording_id"].tolist()
     labels: dict[str, set[str]] = {r: set() for r in train_ids}
     for rid, primary in zip(clips["recording_id"], clips["primary"], strict=True):
-        labels[rid].add(primary)
+        if rid in labels:
+            labels[rid].add(primary)
     for rid, label in zip(events["recording_id"], events["label"], strict=True):
         if rid in labels:
             labels[rid].add(label)
     kwargs: dict[str, Any] = {}
-    if fold_groups is not None:
+    blocks = None
+    if fold_groups == "geo_temporal":
+        columns = [
+            train[c].tolist() if c in train.columns else [""] * len(train)
+            for c in ("latitude", "longitude", "date")
+        ]
+        keys = geo_temporal_groups(*columns, cell_degrees, season_months, min_block)
+        named = [k for k in keys if k is not None]
+        blocks = {"blocks": len(set(named)), "recordings": len(named)}
+        undated = sum(not str(d).strip() for d in columns[2])
+        if season_months < 12 and undated > len(train) // 2:
+            logger.warning(
+                "geo_temporal folds: %d of %d train recordings have no date (2022-2024 metadata "
+                "has none), so they are stratified one by one; season_months 12 groups them by "
+                "grid cell alone",
+                undated,
+                len(train),
+            )
+        kwargs["groups"] = keys
+    elif fold_groups is not None:
         # "" (unknown author / focal recording without a site) is a group of its own in make_folds
-        kwargs["groups"] = train[fold_groups].tolist()
+        column = train[fold_groups] if fold_groups in train.columns else [""] * len(train)
+        kwargs["groups"] = list(column)
     try:
         folds = make_folds(train_ids, [labels[r] for r in train_ids], n_folds, seed, **kwargs)
     except ValueError as e:
         raise ManifestError(f"cannot make {n_folds} folds of the train recordings: {e}") from None
-    return folds.sort_values("recording_id", kind="mergesort").reset_index(drop=True)
+    return folds.sort_values("recording_id", kind="mergesort").reset_index(drop=True), blocks

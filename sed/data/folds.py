@@ -8,10 +8,19 @@ alternative when labels should not steer the split.
 With ``groups`` (one key per recording, e.g. the author or site of a BirdCLEF recording), every
 group lands in one fold, so a validation fold never holds a recorder or place that training has
 heard: the splitter then runs over the groups, each carrying the union of its recordings' labels.
+
+:func:`geo_temporal_groups` makes such keys from where and when a recording was made (geo-temporal
+block cross-validation, as BirdCLEF winners validated): recordings in a dense block of one grid
+cell and one season share a fold, so no fold is validated on a place and season it trained on;
+recordings of sparse blocks (and those without coordinates or date) are stratified one by one.
 """
 
 from __future__ import annotations
 
+import datetime
+import math
+import re
+from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
@@ -19,7 +28,7 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import KFold
 
-__all__ = ["FOLD_METHODS", "make_folds"]
+__all__ = ["FOLD_METHODS", "geo_temporal_groups", "make_folds"]
 
 #: Splitters accepted by :func:`make_folds`.
 FOLD_METHODS = ("iterative", "kfold")
@@ -150,3 +159,123 @@ def _frame(ids: Sequence[str], folds: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {"recording_id": pd.Series(ids, dtype="str"), "fold": pd.Series(folds, dtype="int64")}
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Geo-temporal blocks
+# --------------------------------------------------------------------------------------------
+
+_MONTH = re.compile(r"^\s*\d{4}(?:[-/](\d{1,2})(?:[-/ T].*)?|(\d{2})\d{2})\s*$")
+
+
+def geo_temporal_groups(
+    latitudes: Sequence[object],
+    longitudes: Sequence[object],
+    dates: Sequence[object],
+    cell_degrees: float = 5.0,
+    season_months: int = 3,
+    min_block: int = 5,
+) -> list[str | None]:
+    """Group keys of geo-temporal blocks, for :func:`make_folds` ``groups``.
+
+    A block is one cell of a ``cell_degrees`` x ``cell_degrees`` latitude/longitude grid in one
+    season of ``season_months`` months, whatever the year (the same place in the same season of
+    another year is as leaky as the same year). Seasons start in December, so 3-month seasons are
+    the meteorological ones (Dec-Feb, Mar-May, ...). A recording in a block of at least
+    ``min_block`` recordings gets the key ``<cell>_<season>``, e.g. ``35,-85_m12-02`` (the cell's
+    south-west corner in degrees, the season's first and last month); any other recording gets
+    None, which :func:`make_folds` makes a group of its own, so sparse recordings are still
+    spread by label stratification. With ``season_months=12`` the season is the whole year and
+    the date is not needed: spatial blocks, for metadata without dates (BirdCLEF 2022-2024).
+
+    Args:
+        latitudes: Degrees north per recording (numbers or text; blank, unparsable or outside
+            [-90, 90] is unknown).
+        longitudes: Degrees east per recording (outside [-180, 180] is unknown).
+        dates: Recording dates: ``YYYY-MM-DD`` text (also ``YYYY/M/D``, ``YYYYMMDD``), or
+            date / datetime objects; blank, month 0 or unparsable is unknown.
+        cell_degrees: Side of a grid cell in degrees, 0 < cell_degrees <= 180.
+        season_months: Months per season; a divisor of 12 (1, 2, 3, 4, 6 or 12).
+        min_block: Recordings a block needs to be kept together (>= 1).
+
+    Returns:
+        One key per recording, in input order; None for a recording with an unknown latitude,
+        longitude or month (month only when ``season_months < 12``), or in a block of fewer
+        than ``min_block`` recordings.
+
+    Raises:
+        ValueError: Sequences of different lengths or a parameter out of range.
+    """
+    _check_geo_parameters(cell_degrees, season_months, min_block)
+    if not len(latitudes) == len(longitudes) == len(dates):
+        raise ValueError(
+            f"got {len(latitudes)} latitudes, {len(longitudes)} longitudes and {len(dates)} "
+            "dates; expected one of each per recording"
+        )
+    n_lat = math.ceil(180.0 / cell_degrees)
+    n_lon = math.ceil(360.0 / cell_degrees)
+    blocks: list[str | None] = []
+    for lat_value, lon_value, date in zip(latitudes, longitudes, dates, strict=True):
+        lat = _degrees(lat_value, 90.0)
+        lon = _degrees(lon_value, 180.0)
+        # a whole-year season needs no month: any date (or none) is in it
+        month = 1 if season_months == 12 else _month(date)
+        if lat is None or lon is None or month is None:
+            blocks.append(None)
+            continue
+        # min(): the north pole and the antimeridian belong to the last cell, not a new one
+        i = min(int((lat + 90.0) // cell_degrees), n_lat - 1)
+        j = min(int((lon + 180.0) // cell_degrees), n_lon - 1)
+        season = (month % 12) // season_months  # December opens season 0
+        first = (season * season_months - 1) % 12 + 1
+        last = (first + season_months - 2) % 12 + 1
+        cell = f"{i * cell_degrees - 90.0:g},{j * cell_degrees - 180.0:g}"
+        blocks.append(f"{cell}_" + ("year" if season_months == 12 else f"m{first:02d}-{last:02d}"))
+    sizes = Counter(b for b in blocks if b is not None)
+    return [b if b is not None and sizes[b] >= min_block else None for b in blocks]
+
+
+def _check_geo_parameters(cell_degrees: float, season_months: int, min_block: int) -> None:
+    """Raise ValueError naming the parameter that is out of range."""
+    if (
+        isinstance(cell_degrees, bool)
+        or not isinstance(cell_degrees, (int, float, np.integer, np.floating))
+        or not math.isfinite(cell_degrees)
+        or not 0 < cell_degrees <= 180
+    ):
+        raise ValueError(f"cell_degrees must be a number in (0, 180], got {cell_degrees!r}")
+    if (
+        isinstance(season_months, bool)
+        or not isinstance(season_months, (int, np.integer))
+        or season_months < 1
+        or 12 % season_months
+    ):
+        raise ValueError(
+            f"season_months must divide the year: 1, 2, 3, 4, 6 or 12, got {season_months!r}"
+        )
+    if isinstance(min_block, bool) or not isinstance(min_block, (int, np.integer)) or min_block < 1:
+        raise ValueError(f"min_block must be an integer >= 1, got {min_block!r}")
+
+
+def _degrees(value: object, limit: float) -> float | None:
+    """``value`` as degrees within [-limit, limit], or None when unknown."""
+    try:
+        number = float(str(value).strip()) if not isinstance(value, (int, float)) else value
+    except ValueError:
+        return None
+    if isinstance(number, bool) or not math.isfinite(number) or abs(number) > limit:
+        return None
+    return float(number)
+
+
+def _month(date: object) -> int | None:
+    """Month (1-12) of a date object or ``YYYY-MM-DD`` / ``YYYY/M/D`` / ``YYYYMMDD`` text."""
+    if isinstance(date, (datetime.date, pd.Timestamp)):
+        return None if pd.isna(date) else int(date.month)
+    if date is None or not isinstance(date, str):
+        return None
+    m = _MONTH.match(date)
+    if not m:
+        return None
+    month = int(m[1] or m[2])
+    return month if 1 <= month <= 12 else None

@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from sed.data.birdclef import FOLD_GROUPS, YEARS, prepare_birdclef
+from sed.data.birdclef import FOLD_GROUPS, GEO_DEFAULTS, YEARS, prepare_birdclef
 from sed.data.manifest import ManifestError
 
 
@@ -24,6 +24,46 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def add_fold_options(parser: argparse.ArgumentParser) -> None:
+    """--folds, --seed, --fold_groups and the geo_temporal block options (shared with
+    merge_years.py, which re-makes the folds of a merged corpus the same way)."""
+    parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
+    parser.add_argument(
+        "--fold_groups",
+        choices=["none", *FOLD_GROUPS],
+        default="none",
+        help="keep recordings of one author (or soundscape site) in one fold; geo_temporal: "
+        "keep each dense block of one grid cell and season in one fold (the others stratified)",
+    )
+    parser.add_argument(
+        "--cell_degrees",
+        type=_positive_float,
+        default=GEO_DEFAULTS["cell_degrees"],
+        help="geo_temporal: side of a latitude/longitude grid cell in degrees",
+    )
+    parser.add_argument(
+        "--season_months",
+        type=int,
+        choices=[1, 2, 3, 4, 6, 12],
+        default=GEO_DEFAULTS["season_months"],
+        help="geo_temporal: months per season (seasons start in December)",
+    )
+    parser.add_argument(
+        "--min_block",
+        type=_positive_int,
+        default=GEO_DEFAULTS["min_block"],
+        help="geo_temporal: recordings a cell x season block needs to be kept in one fold",
+    )
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,8 +83,7 @@ def get_parser() -> argparse.ArgumentParser:
         required=True,
         help="folder for the manifests (run.sh: data/birdclef/<tag>_<K>fold)",
     )
-    parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
+    add_fold_options(parser)
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -59,12 +98,6 @@ def get_parser() -> argparse.ArgumentParser:
         default="auto",
         help="the download's BirdCLEF year; auto tells it from the files (a 2024 download "
         "without unlabeled_soundscapes/ reads as 2023)",
-    )
-    parser.add_argument(
-        "--fold_groups",
-        choices=["none", *FOLD_GROUPS],
-        default="none",
-        help="keep recordings of one author (or soundscape site) in one fold",
     )
     return parser
 
@@ -83,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             nj=args.nj,
             year=args.year,
             fold_groups=args.fold_groups,
+            cell_degrees=args.cell_degrees,
+            season_months=args.season_months,
+            min_block=args.min_block,
         )
     except ManifestError as e:
         print(f"data_prep.py: error: {e}", file=sys.stderr)
@@ -102,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         + f"; folds: {summary['folds']}"
         + (f" grouped by {summary['fold_groups']}" if summary["fold_groups"] else "")
     )
+    blocks = summary.get("fold_blocks")
+    if blocks is not None:
+        print(
+            f"geo_temporal: {blocks['blocks']} dense block(s) of >= {args.min_block} recordings "
+            f"({args.cell_degrees:g} degree cells x {args.season_months}-month seasons) hold "
+            f"{blocks['recordings']} of {recs['train']} train recordings; the others are "
+            "stratified one by one"
+        )
     if summary["test_audio"] == 0:
         print(
             "test split: empty (test_soundscapes/ holds no audio; Kaggle's visible downloads "
