@@ -33,13 +33,11 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import soundfile as sf
 
 from sed.data.corpus_info import CORPUS_INFO_FILE
 from sed.data.folds import geo_temporal_groups, make_folds
@@ -53,14 +51,9 @@ from sed.data.manifest import (
     write_folds,
     write_recordings,
 )
-
-# RFCX's prober: header, then a decode of the last samples (a download cut short passes the
-# header check alone). MP3 needs one more step (see _probe).
-from sed.data.rfcx import _Probe
-from sed.data.rfcx import _probe as _probe_header_and_tail
+from sed.data.probe import AudioProbe, probe_all
 from sed.fileio import write_csv, write_json, write_text
 from sed.frames import n_segments
-from sed.utils.progress import progress_bar
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -279,50 +272,6 @@ def _header(path: Path) -> list[str]:
             return next(csv.reader(f), [])
     except UnicodeDecodeError as e:
         raise ManifestError(f"not a readable UTF-8 CSV file ({e})", path=path) from None
-
-
-# --------------------------------------------------------------------------------------------
-# Audio probing
-# --------------------------------------------------------------------------------------------
-
-_DECODE_BLOCK = 1 << 16  # frames per read when an MP3 file is decoded to count its frames
-
-
-def _probe(path: Path) -> _Probe:
-    """Format and duration of one audio file, or why it cannot be used; never raises.
-
-    An MP3 header's frame count is an estimate (xeno-canto MP3s run up to ~1 % shorter than it
-    says), so the RFCX check "the last samples decode" fails on sound files. For MP3 alone a
-    failed tail check is settled by decoding the whole file: its true length is what the
-    training and inference readers will get.
-    """
-    probe = _probe_header_and_tail(path)
-    if probe.reason is None or not probe.reason.startswith("truncated"):
-        return probe
-    try:
-        with sf.SoundFile(path) as f:
-            if f.format != "MP3":
-                return probe
-            sample_rate, channels, frames = f.samplerate, f.channels, 0
-            while True:
-                n = f.read(_DECODE_BLOCK, dtype="float32", always_2d=True).shape[0]
-                frames += n
-                if n < _DECODE_BLOCK:
-                    break
-    except (RuntimeError, OSError, ValueError, TypeError) as e:
-        return _Probe(reason=f"corrupt MP3: decoding fails ({e})")
-    if frames == 0:
-        return _Probe(reason="no audio frames (empty or corrupt MP3)")
-    return _Probe(duration=frames / sample_rate, sample_rate=sample_rate, channels=channels)
-
-
-def _probe_all(paths: Sequence[Path], nj: int) -> list[_Probe]:
-    progress = {"total": len(paths), "desc": "probing audio", "unit": "file", "disable": None}
-    if nj == 1:
-        return [_probe(p) for p in progress_bar(paths, **progress)]
-    # Threads suffice: probing is I/O and decoding, and libsndfile calls release the GIL.
-    with ThreadPoolExecutor(max_workers=nj) as pool:
-        return list(progress_bar(pool.map(_probe, paths), **progress))
 
 
 # --------------------------------------------------------------------------------------------
@@ -891,7 +840,7 @@ def prepare_birdclef(
 
     # Probe every audio file once, focal and soundscape together (one progress bar).
     paths = [f.path for f in focal] + [s.path for s in soundscapes]
-    probes = _probe_all(paths, nj)
+    probes = probe_all(paths, nj)
     probe_of = dict(zip([f.rid for f in focal] + [s.rid for s in soundscapes], probes, strict=True))
     skipped = _skipped(focal, soundscapes, probe_of, meta, strict)
 
@@ -974,7 +923,7 @@ def prepare_birdclef(
 def _skipped(
     focal: Sequence[_Focal],
     soundscapes: Sequence[_Soundscape],
-    probe_of: dict[str, _Probe],
+    probe_of: dict[str, AudioProbe],
     meta: Path,
     strict: bool,
 ) -> list[dict[str, str]]:
@@ -999,7 +948,7 @@ def _skipped(
 
 
 def _recordings_table(
-    focal: Sequence[_Focal], soundscapes: Sequence[_Soundscape], probe_of: dict[str, _Probe]
+    focal: Sequence[_Focal], soundscapes: Sequence[_Soundscape], probe_of: dict[str, AudioProbe]
 ) -> pd.DataFrame:
     """recordings.csv rows: focal (sorted by id), then soundscapes by split and stem."""
     rows: list[dict[str, Any]] = []

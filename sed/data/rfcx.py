@@ -19,14 +19,12 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from sed.data.folds import make_folds
 from sed.data.manifest import (
@@ -39,8 +37,8 @@ from sed.data.manifest import (
     write_folds,
     write_recordings,
 )
+from sed.data.probe import AudioProbe, probe_all
 from sed.fileio import write_csv, write_text
-from sed.utils.progress import progress_bar
 
 __all__ = ["ANNOTATION_COLUMNS", "AUDIO_SUFFIX", "DONE_MARKER", "prepare_rfcx"]
 
@@ -77,16 +75,6 @@ class _Annotations:
     lines: np.ndarray
     kind: str
     split: str
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """What probing one audio file found: its format, or why it cannot be used."""
-
-    duration: float = 0.0
-    sample_rate: int = 0
-    channels: int = 0
-    reason: str | None = None
 
 
 def prepare_rfcx(
@@ -178,7 +166,7 @@ def prepare_rfcx(
 
     entries = [("train", rid) for rid in train_ids] + [("test", rid) for rid in test_ids]
     paths = [datadir / split / f"{rid}{AUDIO_SUFFIX}" for split, rid in entries]
-    probes = _probe_all(paths, nj)
+    probes = probe_all(paths, nj)
 
     skipped: list[dict[str, str]] = []
     for (split, rid), path, probe in zip(entries, paths, probes, strict=True):
@@ -398,46 +386,8 @@ def _check_disjoint(
     )
 
 
-def _probe(path: Path) -> _Probe:
-    """Read an audio file's format and its last samples; never raises."""
-    if not path.is_file():
-        return _Probe(reason="missing audio file")
-    # libsndfile's errors (LibsndfileError is a RuntimeError) come with a readable message.
-    errors = (RuntimeError, OSError, ValueError, TypeError)
-    try:
-        f = sf.SoundFile(path)
-    except errors as e:
-        return _Probe(reason=f"unreadable audio ({e})")
-    with f:
-        frames, sample_rate, channels = f.frames, f.samplerate, f.channels
-        if frames <= 0 or sample_rate <= 0:
-            return _Probe(reason="no audio frames (empty or corrupt header)")
-        # The header alone passes a file cut short by an interrupted download; decoding the
-        # last samples catches that at the cost of one seek.
-        start = max(0, frames - 1024)
-        try:
-            f.seek(start)
-            n_read = f.read(frames - start, dtype="float32", always_2d=True).shape[0]
-        except errors as e:
-            return _Probe(reason=f"truncated or corrupt: cannot decode the last samples ({e})")
-        if n_read != frames - start:
-            return _Probe(
-                reason=f"truncated: the header says {frames} frames, decoding stops before the end"
-            )
-    return _Probe(duration=frames / sample_rate, sample_rate=sample_rate, channels=channels)
-
-
-def _probe_all(paths: Sequence[Path], nj: int) -> list[_Probe]:
-    progress = {"total": len(paths), "desc": "probing audio", "unit": "file", "disable": None}
-    if nj == 1:
-        return [_probe(p) for p in progress_bar(paths, **progress)]
-    # Threads suffice: probing is I/O and libsndfile calls release the GIL.
-    with ThreadPoolExecutor(max_workers=nj) as pool:
-        return list(progress_bar(pool.map(_probe, paths), **progress))
-
-
 def _events(
-    annotations: Sequence[_Annotations], usable: dict[tuple[str, str], _Probe]
+    annotations: Sequence[_Annotations], usable: dict[tuple[str, str], AudioProbe]
 ) -> tuple[pd.DataFrame, int]:
     """Annotations of usable recordings as events; checks they lie within their recording."""
     frames = []
