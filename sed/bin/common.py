@@ -95,3 +95,11 @@ def write_diff(expdir: Path, meta: dict) -> None:
 
 def now() -> str:
     return datetime.now().isoformat(timespec="seconds")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (job counts such as ``--nj``)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -42,12 +42,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import multiprocessing
 import shutil
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +71,7 @@ from sed.data.synth import (
 )
 from sed.fileio import atomic_path, write_csv, write_json, write_text
 from sed.frames import n_segments
+from sed.utils.parallel import process_map
 
 YEARS: tuple[int, ...] = (2021, 2022, 2023, 2024, 2025)
 WINDOW_SECONDS = 5.0
@@ -882,14 +880,6 @@ class _Context:
     outdir: Path
 
 
-_WORKER_CONTEXT: _Context | None = None
-
-
-def _init_worker(ctx: _Context) -> None:
-    global _WORKER_CONTEXT
-    _WORKER_CONTEXT = ctx
-
-
 def _run_job(ctx: _Context, job: FocalPlan | SoundscapePlan) -> list[PlacedCall]:
     if isinstance(job, FocalPlan):
         audio, calls = synthesize_focal(ctx.cfg, ctx.species, job)
@@ -898,36 +888,6 @@ def _run_job(ctx: _Context, job: FocalPlan | SoundscapePlan) -> list[PlacedCall]
     with atomic_path(ctx.outdir / job.relpath) as tmp:
         sf.write(tmp, audio, ctx.cfg.sample_rate, format="OGG", subtype="VORBIS")
     return calls
-
-
-def _worker_job(job: FocalPlan | SoundscapePlan) -> list[PlacedCall]:
-    assert _WORKER_CONTEXT is not None
-    return _run_job(_WORKER_CONTEXT, job)
-
-
-def _results(ctx: _Context, jobs: Sequence, nj: int, progress: bool) -> Iterator[list[PlacedCall]]:
-    from sed.utils.progress import progress_bar
-
-    bar = progress_bar(
-        total=len(jobs), desc="birdclef synth", unit="rec", disable=not progress, file=sys.stderr
-    )
-    try:
-        if nj == 1:
-            for job in jobs:
-                yield _run_job(ctx, job)
-                bar.update()
-            return
-        # spawn: workers must not inherit locks or thread pools of a parent that loaded torch.
-        mp = multiprocessing.get_context("spawn")
-        chunk = max(1, min(8, len(jobs) // (4 * nj)))
-        with ProcessPoolExecutor(
-            nj, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
-        ) as ex:
-            for res in ex.map(_worker_job, jobs, chunksize=chunk):
-                yield res
-                bar.update()
-    finally:
-        bar.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1103,7 +1063,9 @@ def generate(
     jobs: list[FocalPlan | SoundscapePlan] = [*plan.focal, *plan.soundscapes]
     labels: dict[str, list[set[int]]] = {}
     ctx = _Context(cfg, species, outdir)
-    for job, calls in zip(jobs, _results(ctx, jobs, nj, progress), strict=True):
+    for job, calls in zip(
+        jobs, process_map(_run_job, ctx, jobs, nj, "birdclef synth", progress), strict=True
+    ):
         if isinstance(job, SoundscapePlan) and job.kind != "unlabeled":
             labels[job.stem] = window_labels(calls, job.n_samples, sr)
 

@@ -43,12 +43,10 @@ import argparse
 import dataclasses
 import json
 import math
-import multiprocessing
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +56,7 @@ import pandas as pd
 import soundfile as sf
 
 from sed.fileio import atomic_path, write_csv, write_json, write_text
+from sed.utils.parallel import process_map
 
 FAMILIES: tuple[str, ...] = ("upsweep", "downsweep", "harmonic", "trill", "pulse", "warble")
 """Call families; species ``k`` belongs to ``FAMILIES[k % len(FAMILIES)]``."""
@@ -739,50 +738,12 @@ class _Context:
     outdir: Path
 
 
-_WORKER_CONTEXT: _Context | None = None
-
-
-def _init_worker(ctx: _Context) -> None:
-    global _WORKER_CONTEXT
-    _WORKER_CONTEXT = ctx
-
-
 def _run_job(ctx: _Context, job: tuple[str, int, str, bool]) -> tuple[list[Row], list[Row]]:
     split, index, rec_id, empty = job
     audio, tp, fp = synthesize_recording(ctx.cfg, ctx.species, split, index, empty=empty)
     with atomic_path(ctx.outdir / split / f"{rec_id}.flac") as tmp:
         sf.write(tmp, audio, ctx.cfg.sample_rate, format="FLAC", subtype="PCM_16")
     return tp, fp
-
-
-def _worker_job(job: tuple[str, int, str, bool]) -> tuple[list[Row], list[Row]]:
-    assert _WORKER_CONTEXT is not None
-    return _run_job(_WORKER_CONTEXT, job)
-
-
-def _results(ctx: _Context, jobs: list, nj: int, progress: bool) -> Iterator:
-    from sed.utils.progress import progress_bar
-
-    bar = progress_bar(
-        total=len(jobs), desc="synth", unit="rec", disable=not progress, file=sys.stderr
-    )
-    try:
-        if nj == 1:
-            for job in jobs:
-                yield _run_job(ctx, job)
-                bar.update()
-            return
-        # spawn: workers must not inherit locks or thread pools of a parent that loaded torch.
-        mp = multiprocessing.get_context("spawn")
-        chunk = max(1, min(8, len(jobs) // (4 * nj)))
-        with ProcessPoolExecutor(
-            nj, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
-        ) as ex:
-            for res in ex.map(_worker_job, jobs, chunksize=chunk):
-                yield res
-                bar.update()
-    finally:
-        bar.close()
 
 
 def _events_frame(rows: list[tuple[str, Row]]) -> pd.DataFrame:
@@ -868,7 +829,7 @@ def generate(outdir: str | Path, cfg: SynthConfig, nj: int = 1, progress: bool =
     test: list[tuple[str, Row]] = []
     ctx = _Context(cfg, species, outdir)
     for (split, _, rid, _), (tp_rows, fp_rows) in zip(
-        jobs, _results(ctx, jobs, nj, progress), strict=True
+        jobs, process_map(_run_job, ctx, jobs, nj, "synth", progress), strict=True
     ):
         if split == "train":
             tp += [(rid, r) for r in tp_rows]

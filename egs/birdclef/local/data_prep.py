@@ -15,15 +15,9 @@ import argparse
 import logging
 import sys
 
+from sed.bin.common import positive_int
 from sed.data.birdclef import FOLD_GROUPS, GEO_DEFAULTS, YEARS, prepare_birdclef
 from sed.data.manifest import ManifestError
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -60,7 +54,7 @@ def add_fold_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--min_block",
-        type=_positive_int,
+        type=positive_int,
         default=GEO_DEFAULTS["min_block"],
         help="geo_temporal: recordings a cell x season block needs to be kept in one fold",
     )
@@ -90,7 +84,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="fail on a missing or unreadable audio file instead of skipping it",
     )
     parser.add_argument(
-        "--nj", type=_positive_int, default=1, help="threads probing the audio files"
+        "--nj", type=positive_int, default=1, help="threads probing the audio files"
     )
     parser.add_argument(
         "--year",

@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data_prep import _positive_int, add_fold_options
+from data_prep import add_fold_options
 
+from sed.bin.common import positive_int
 from sed.data.birdclef_merge import format_summary, merge_birdclef
 from sed.data.manifest import ManifestError
 
@@ -48,12 +49,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outdir", required=True, help="folder for the merged manifests")
     parser.add_argument(
         "--cap",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="most recordings kept per species, the most recent first (default: no cap)",
     )
     add_fold_options(parser)
-    parser.add_argument("--nj", type=_positive_int, default=1, help="threads hashing audio")
+    parser.add_argument("--nj", type=positive_int, default=1, help="threads hashing audio")
     return parser
 
 

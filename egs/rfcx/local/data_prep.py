@@ -14,15 +14,9 @@ import argparse
 import logging
 import sys
 
+from sed.bin.common import positive_int
 from sed.data.manifest import ManifestError
 from sed.data.rfcx import prepare_rfcx
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -48,7 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="fail on a missing or unreadable audio file instead of skipping it",
     )
     parser.add_argument(
-        "--nj", type=_positive_int, default=1, help="threads probing the audio files"
+        "--nj", type=positive_int, default=1, help="threads probing the audio files"
     )
     return parser
 
