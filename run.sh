@@ -244,6 +244,12 @@ if [[ ${stage} -le 1 && ${stop_stage} -ge 1 ]]; then
       --dumpdir "${dumpdir}" --nj "${nj}" "${ow[@]}" "${strict_args[@]}"
 fi
 
+# finished folds, predictions and scores are skipped by their done-markers: only if the experiment
+# was made from these manifests (stage 0 since rerun for another corpus would mix the two)
+if [[ -z "${ensemble}" && ${stop_stage} -ge 2 && "${overwrite}" == false && -f "${expdir}/meta.json" ]]; then
+  python -m sed.bin.recipe trained-on --expdir "${expdir}" --datadir "${manifests}" || exit 2
+fi
+
 # --------------------------------------------------------------------------------------- stage 2
 if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
   log "stage 2: training -> ${expdir}"

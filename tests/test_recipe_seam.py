@@ -50,22 +50,36 @@ def test_the_rfcx_recipe_is_read_whole() -> None:
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        ("name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmision: kaggle\n",
-         "unknown config key 'submision' (did you mean 'submission'?)"),
-        ("name: mini\nsample_rate: 16000\nmetric: lwrap\nsubmission: kaggle\n",
-         "unknown metric 'lwrap' (did you mean 'lwlrap'?)"),
-        ("name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kagle\n",
-         "unknown submission 'kagle' (did you mean 'kaggle'?)"),
-        ("name: mini\nsample_rate: fast\nmetric: lwlrap\nsubmission: kaggle\n",
-         "key 'sample_rate' must be int"),
-        ("name: other\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kaggle\n",
-         "differs from its folder 'mini'"),
-        ("name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kaggle\n"
-         "synth: {generator: rfcx, params: {n_speces: 3}}\n",
-         "unknown key 'synth.params.n_speces'"),
-        ("name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kaggle\n"
-         "synth: {generator: rfx}\n",
-         "unknown synth.generator 'rfx' (did you mean 'rfcx'?)"),
+        (
+            "name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmision: kaggle\n",
+            "unknown config key 'submision' (did you mean 'submission'?)",
+        ),
+        (
+            "name: mini\nsample_rate: 16000\nmetric: lwrap\nsubmission: kaggle\n",
+            "unknown metric 'lwrap' (did you mean 'lwlrap'?)",
+        ),
+        (
+            "name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kagle\n",
+            "unknown submission 'kagle' (did you mean 'kaggle'?)",
+        ),
+        (
+            "name: mini\nsample_rate: fast\nmetric: lwlrap\nsubmission: kaggle\n",
+            "key 'sample_rate' must be int",
+        ),
+        (
+            "name: other\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kaggle\n",
+            "differs from its folder 'mini'",
+        ),
+        (
+            "name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kaggle\n"
+            "synth: {generator: rfcx, params: {n_speces: 3}}\n",
+            "unknown key 'synth.params.n_speces'",
+        ),
+        (
+            "name: mini\nsample_rate: 16000\nmetric: lwlrap\nsubmission: kaggle\n"
+            "synth: {generator: rfx}\n",
+            "unknown synth.generator 'rfx' (did you mean 'rfcx'?)",
+        ),
     ],
 )
 def test_a_bad_recipe_names_the_file_and_key(tmp_path: Path, body: str, needle: str) -> None:
@@ -123,8 +137,12 @@ def test_long_csv_writer(tmp_path: Path) -> None:
     back = pd.read_csv(tmp_path / "s.csv")
     assert list(back.columns) == ["recording_id", "label", "score"]
     assert back.values.tolist() == [
-        ["a", "x", 0.2], ["a", "y", 0.4], ["b", "x", 0.1], ["b", "y", 0.3],
-        ["c", "x", 0.0], ["c", "y", 0.0],
+        ["a", "x", 0.2],
+        ["a", "y", 0.4],
+        ["b", "x", 0.1],
+        ["b", "y", 0.3],
+        ["c", "x", 0.0],
+        ["c", "y", 0.0],
     ]
     assert len(out) == 6
 
@@ -294,7 +312,9 @@ def test_a_second_recipe_built_from_pieces_runs_stages_0_to_5(tmp_path: Path) ->
     # a --datadir in another layout names what it lacks
     proc = subprocess.run(
         [str(folder / "run.sh"), *args[:0], "--datadir", str(tmp_path / "rfcx"), *args[2:]],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2 and "lacks audio/, labels.csv" in proc.stderr
 
@@ -315,8 +335,10 @@ def test_a_second_recipe_built_from_pieces_runs_stages_0_to_5(tmp_path: Path) ->
     labels = pd.read_csv(corpus / "labels.csv", dtype={"file": str})
     classes = ["sp0", "sp1", "sp2"]
     truth = np.array(
-        [[int(((labels.file == r) & (labels.label == c)).any()) for c in classes]
-         for r in oof.recording_id]
+        [
+            [int(((labels.file == r) & (labels.label == c)).any()) for c in classes]
+            for r in oof.recording_id
+        ]
     )
     keep = (truth.sum(0) > 0) & (truth.sum(0) < len(truth))
     expected = roc_auc_score(truth[:, keep], oof[classes].to_numpy()[:, keep], average="macro")
@@ -349,3 +371,27 @@ def test_a_datadir_one_folder_off_gets_the_right_one_named(
     (corpus / "train_fp.csv").unlink()
     assert main([*args, "--datadir", str(corpus)]) == 2
     assert "it lacks train_fp.csv (expected" in capsys.readouterr().err
+
+
+def test_finished_work_of_another_corpus_is_not_skipped_as_done(tmp_path: Path) -> None:
+    """Done-markers only count for the manifests the experiment was made from: after stage 0 for
+    another corpus, run.sh stops before skipping folds, predictions or scores of the old one."""
+    work = tmp_path / "work"
+    manifests = work / "data" / "rfcx" / "other_5fold"
+    manifests.mkdir(parents=True)
+    (manifests / "recordings.csv").write_text(
+        "recording_id,path,split,duration,sample_rate,channels\n"
+    )
+    exp = work / "exp" / "rfcx" / "cnn" / "demo"
+    (exp / "fold0").mkdir(parents=True)
+    (exp / "fold0" / ".done").touch()
+    data = {"manifests": str(work / "data" / "rfcx" / "synth_5fold"), "fingerprint": "0123abcd"}
+    (exp / "meta.json").write_text(json.dumps({"data": data}))
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [str(root / "run.sh"), "--stage", "2", "--workdir", str(work), "--data_tag", "other"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "was trained on the manifests in" in proc.stderr and "synth_5fold" in proc.stderr
+    assert "fold 0 is trained" not in proc.stdout

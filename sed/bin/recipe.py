@@ -6,6 +6,7 @@
     python -m sed.bin.recipe fingerprint DIR                         # of a raw corpus
     python -m sed.bin.recipe layout --recipe NAME --datadir DIR      # DIR in the recipe's layout?
     python -m sed.bin.recipe check --stage 2 --conf C --datadir M --dumpdir P --expdir E
+    python -m sed.bin.recipe trained-on --expdir E --datadir M   # E was trained on M (or new)
 
 Exit status: 0 on success, 2 with a message on stderr when something is wrong.
 """
@@ -70,6 +71,12 @@ def get_parser() -> argparse.ArgumentParser:
     k.add_argument("--dumpdir", required=True)
     k.add_argument("--expdir", required=True)
     k.add_argument("--fix", default="", help="the command that makes what is missing (shown)")
+    t = sub.add_parser(
+        "trained-on",
+        help="refuse (exit 2) when the experiment already holds work done on other manifests",
+    )
+    t.add_argument("--expdir", required=True)
+    t.add_argument("--datadir", required=True)
     return p
 
 
@@ -195,6 +202,17 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained_on(args: argparse.Namespace) -> int:
+    from sed.preflight import PreflightError, check_trained_on
+
+    try:
+        check_trained_on(args.expdir, args.datadir)
+    except PreflightError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 _COMMANDS = {
     "env": _env,
     "outputs": _outputs,
@@ -202,6 +220,7 @@ _COMMANDS = {
     "fingerprint": _fingerprint,
     "layout": _layout,
     "check": _check,
+    "trained-on": _trained_on,
 }
 
 
