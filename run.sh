@@ -162,6 +162,7 @@ conf=${env_lines[6]}
 read -r -a prep_args <<< "${env_lines[7]:-}"  # the recipe's prep options of data_prep.py
 metadata_blend=${env_lines[8]}
 metadata_weight=${env_lines[9]:-}
+pseudo=${env_lines[10]}  # pseudo.teachers: stage 2 first pseudo-labels with them
 
 family=$(basename "$(dirname "${conf}")")
 version=$(basename "${conf}" .yaml)
@@ -271,6 +272,16 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
     mkdir -p "${expdir}/fold${k}"
     todo+=("${k}")
   done
+  if [[ ${#todo[@]} -gt 0 && "${pseudo}" == true ]]; then
+    # the teachers' per-fold predictions of the unlabelled recordings (kept while current)
+    log "stage 2: pseudo-labels of the teachers (pseudo.teachers) -> <teacher>/pseudo/"
+    pl_args=(); [[ "${fold}" != all ]] && pl_args=(--fold "${fold}")
+    [[ -n "${ngpu}" && "${ngpu}" -ge 1 ]] && pl_args+=(--device cuda)
+    [[ "${ngpu}" == 0 ]] && pl_args+=(--device cpu)
+    ${infer_cmd} --gpu "$(( ${ngpu:-0} > 0 ? 1 : 0 ))" "${expdir}/pseudo_label.log" \
+      python -m sed.bin.pseudo_label --conf "${conf}" "${override_args[@]}" --expdir "${expdir}" \
+        --datadir "${manifests}" --dumpdir "${dumpdir}" "${pl_args[@]}" --no_progress
+  fi
   if [[ ${#todo[@]} -gt 0 ]]; then
     rm -f "${expdir}"/infer/*/.done*  # predictions of an older model are stale
     # one task per fold, JOB = the fold index: a job array under Slurm, one after the other locally

@@ -186,6 +186,32 @@ class InferConf:
 
 
 @dataclass
+class PseudoConf:
+    """Pseudo-labelled windows of unlabelled recordings, scored by teacher experiments (seed 004).
+
+    Student fold k learns only from teacher fold k's predictions: a teacher's fold j != k was
+    trained on fold k's validation recordings, and its knowledge of them would leak into fold k's
+    score. Teachers must therefore be trained on the student's manifests (same folds).
+    """
+
+    # experiments whose folds label the windows: exp/<recipe>/-relative (cnn/birdclef_demo) or
+    # absolute folders; several = an ensemble (distillation); empty: no pseudo-labels
+    teachers: list[str] = field(default_factory=list)
+    checkpoint: str = "best"  # the teachers' checkpoint
+    splits: list[str] = field(default_factory=lambda: ["unlabeled"])  # recordings to label
+    # windows of data.crop_seconds (the student's crops) starting every hop_seconds
+    hop_seconds: float | None = None  # None: a crop (consecutive windows)
+    ratio: float = 0.5  # share of every training batch taken from pseudo-labelled windows
+    combine: str = "logit"  # teachers averaged as logits (seed 004) | as probabilities (prob)
+    temperature: float = 1.0  # logits / T before the sigmoid; T < 1 sharpens
+    confidence: str = "soft"  # soft: the probability | hard: >= threshold -> 1 | mask (see below)
+    threshold: float = 0.5  # confidence: hard
+    mask_band: list[float] = field(default_factory=lambda: [0.1, 0.9])  # mask: unsure -> no loss
+    min_top: float = 0.0  # drop windows whose most likely class is below this probability
+    weight: float = 1.0  # loss weight of pseudo-labelled windows (labelled: 1)
+
+
+@dataclass
 class Config:
     """A whole experiment; ``version_note`` is the one-line comment saying what it tries."""
 
@@ -198,6 +224,7 @@ class Config:
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
     train: TrainConf = field(default_factory=TrainConf)
     infer: InferConf = field(default_factory=InferConf)
+    pseudo: PseudoConf = field(default_factory=PseudoConf)
     # augmentations in order: [{name: <sed.augment name>, p: probability, ...params}]
     augment: list[dict] = field(default_factory=list)
     version_note: str = ""
@@ -215,6 +242,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "infer.frame_combine": ("max", "mean"),
     "infer.clip_score": ("clip", "frame_max"),
     "infer.event_score": ("max", "mean"),
+    "pseudo.combine": ("logit", "prob"),
+    "pseudo.confidence": ("soft", "hard", "mask"),
 }
 
 
@@ -228,6 +257,41 @@ def _check_choices(cfg: Config, sources: Mapping[str, str]) -> None:
                 f"{_where(dotted, sources)}: '{dotted}' is '{value}', expected one of "
                 f"{', '.join(allowed)}" + (f" (did you mean '{hint}'?)" if hint else "")
             )
+
+
+def _check_pseudo(p: PseudoConf, sources: Mapping[str, str]) -> None:
+    """Ranges of the ``pseudo`` keys (types and choices are checked already)."""
+
+    def bad(key: str, expected: str, value: Any) -> ConfigError:
+        dotted = f"pseudo.{key}"
+        return ConfigError(
+            f"{_where(dotted, sources)}: '{dotted}' must be {expected}, got {value!r}"
+        )
+
+    if not 0.0 <= p.ratio < 1.0:
+        raise bad(
+            "ratio", "in [0, 1) (the share of each batch; labelled crops fill the rest)", p.ratio
+        )
+    if p.temperature <= 0:
+        raise bad("temperature", "> 0", p.temperature)
+    if not 0.0 < p.threshold < 1.0:
+        raise bad("threshold", "in (0, 1)", p.threshold)
+    if len(p.mask_band) != 2 or not 0.0 <= p.mask_band[0] < p.mask_band[1] <= 1.0:
+        raise bad("mask_band", "[low, high] with 0 <= low < high <= 1", p.mask_band)
+    if not 0.0 <= p.min_top < 1.0:
+        raise bad("min_top", "in [0, 1)", p.min_top)
+    if p.weight <= 0:
+        raise bad("weight", "> 0", p.weight)
+    if p.hop_seconds is not None and p.hop_seconds <= 0:
+        raise bad("hop_seconds", "> 0 (or null)", p.hop_seconds)
+    if not p.splits:
+        raise bad("splits", "a non-empty list of recording splits", p.splits)
+    if "train" in p.splits:
+        raise bad(
+            "splits", "splits without labels ('train' recordings have labels and folds)", p.splits
+        )
+    if len(set(p.teachers)) != len(p.teachers):
+        raise bad("teachers", "a list without repeats", p.teachers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -501,6 +565,7 @@ def load_config(
         _apply_override(tree, key, value, sources)
     cfg = _build(Config, tree, sources)
     _check_choices(cfg, sources)
+    _check_pseudo(cfg.pseudo, sources)
     return cfg, sources
 
 

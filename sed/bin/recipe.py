@@ -17,8 +17,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sed.config import ConfigError
+
+if TYPE_CHECKING:  # imported lazily at run time: `env` must start fast
+    from sed.config import Config
+    from sed.data.corpus import Corpus
 
 log = logging.getLogger("sed.recipe")
 
@@ -39,7 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
         help="validate the recipe and the config once and print, one per line: the recipe's "
         "name, recipe.yaml path, metrics, submission writer, the config's data.folds and "
         "infer.checkpoint, the config file used, data_prep.py's extra options, "
-        "infer.metadata_blend and infer.metadata_weight (for run.sh)",
+        "infer.metadata_blend, infer.metadata_weight and whether the config has "
+        "pseudo.teachers (for run.sh)",
     )
     e.add_argument("--recipe", required=True)
     e.add_argument(
@@ -109,6 +115,7 @@ def _env(args: argparse.Namespace) -> int:
         " ".join(recipe.prep_args()),
         "true" if cfg.infer.metadata_blend else "false",
         "" if cfg.infer.metadata_weight is None else repr(float(cfg.infer.metadata_weight)),
+        "true" if cfg.pseudo.teachers and cfg.pseudo.ratio > 0 else "false",
     ]
     if any("\n" in v for v in values):
         raise ConfigError(f"{recipe.path}: a value holds a line break: {values}")
@@ -190,6 +197,7 @@ def _check(args: argparse.Namespace) -> int:
             check_dumps(cfg, args.dumpdir, training=args.stage == 2)
             if args.stage == 2:
                 check_config_builds(cfg, len(corpus.classes), sources)
+                _check_teachers(cfg, args.expdir, corpus)
         else:
             if args.stage == 3:
                 check_dumps(cfg, args.dumpdir)
@@ -200,6 +208,20 @@ def _check(args: argparse.Namespace) -> int:
             print(f"run first: {args.fix}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_teachers(cfg: Config, expdir: str, corpus: Corpus) -> None:
+    """Stage 2 of a student: every teacher is trained, on these manifests, for every fold."""
+    from sed.preflight import PreflightError
+    from sed.pseudo.teacher import TeacherError, check_teacher, teacher_dirs
+
+    if not cfg.pseudo.teachers or cfg.pseudo.ratio <= 0:
+        return
+    try:
+        for t in teacher_dirs(cfg, expdir):
+            check_teacher(t, corpus, cfg.pseudo.checkpoint, range(cfg.data.folds))
+    except TeacherError as e:
+        raise PreflightError(str(e)) from None
 
 
 def _trained_on(args: argparse.Namespace) -> int:

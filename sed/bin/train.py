@@ -21,6 +21,8 @@ from sed.config import Config, ConfigError, dump_yaml
 from sed.data.corpus import Corpus
 from sed.data.fingerprint import manifests_fingerprint
 from sed.fileio import update_json, write_json, write_text
+from sed.pseudo.targets import PseudoLabelError
+from sed.pseudo.teacher import TeacherError, teacher_files
 from sed.train.distributed import DistInfo, cleanup, init_distributed
 from sed.train.fold import train_fold
 from sed.train.trainer import EXIT_PREEMPTED, NonFiniteLoss, Preempted
@@ -78,6 +80,12 @@ def _train(
         "manifests": str(args.datadir),
         "fingerprint": manifests_fingerprint(args.datadir),
     }
+    if cfg.pseudo.teachers:  # which teacher predictions the student learnt from
+        try:
+            meta["pseudo"] = [str(p) for p in teacher_files(cfg, expdir, corpus)]
+        except TeacherError as e:
+            print(f"pseudo-label error: {e}", file=sys.stderr)
+            return 2
     if dist_info.is_main:
         write_text(expdir / "config.yaml", dump_yaml(cfg))
         write_diff(expdir, meta)
@@ -89,6 +97,9 @@ def _train(
             )
         except ConfigError as e:
             print(f"config error: {e}", file=sys.stderr)
+            return 2
+        except (TeacherError, PseudoLabelError) as e:
+            print(f"pseudo-label error: {e}", file=sys.stderr)
             return 2
         except Preempted as e:
             log.warning("fold %d: %s; run the same command again to resume", k, e)

@@ -381,3 +381,87 @@ def build_batch_sampler(
         num_replicas=num_replicas,
         rank=rank,
     )
+
+
+class WithPseudoBatchSampler(Sampler[list[int]]):
+    """Adds pseudo-labelled windows to every batch of a labelled batch sampler (seed 004).
+
+    Each GLOBAL batch is the inner sampler's ``inner.batch_size`` labelled items followed by
+    ``pseudo_per_batch`` windows, indices ``offset + w`` (:class:`sed.datasets.pseudo_dataset.
+    WithPseudo`). Windows come from a fresh permutation per epoch, a function of ``(seed,
+    epoch)``, continued across batches and started again when used up, so every window is seen
+    before any repeats. The epoch has the inner sampler's batches; ``skip`` and the rank shares
+    follow the module's contract (each rank takes positions ``r::R`` of the global batch, so both
+    parts must be divisible by the number of ranks).
+    """
+
+    def __init__(
+        self, inner: EpochBatchSampler, n_pseudo: int, pseudo_per_batch: int, offset: int, seed: int
+    ) -> None:
+        super().__init__()
+        if n_pseudo < 1 or pseudo_per_batch < 1:
+            raise ValueError(
+                f"need pseudo windows ({n_pseudo}) and a share of the batch ({pseudo_per_batch})"
+            )
+        if pseudo_per_batch % inner.num_replicas:
+            raise ValueError(
+                f"{pseudo_per_batch} pseudo-labelled items per batch cannot be shared equally by "
+                f"{inner.num_replicas} processes"
+            )
+        self.inner = inner
+        self.n_pseudo = n_pseudo
+        self.pseudo_per_batch = pseudo_per_batch
+        self.offset = offset
+        self.seed = seed
+        self.num_replicas = inner.num_replicas
+        self.rank = inner.rank
+        self.batch_size = inner.batch_size + pseudo_per_batch
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def skip(self, n_batches: int) -> None:
+        if n_batches < 0:
+            raise ValueError(f"cannot skip a negative number of batches ({n_batches})")
+        self._skip = n_batches
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def epoch_batches(self, epoch: int) -> np.ndarray:
+        """The GLOBAL batches of ``epoch`` (len(self), batch_size): labelled, then pseudo."""
+        labelled = self.inner.epoch_batches(epoch)
+        n = len(labelled) * self.pseudo_per_batch
+        # a distinct stream from the inner sampler's (seed, epoch)
+        rng = np.random.default_rng((self.seed, epoch, 0x9E3779B9))
+        order = np.concatenate(
+            [rng.permutation(self.n_pseudo) for _ in range(-(-n // self.n_pseudo))]
+        )
+        pseudo = order[:n].reshape(len(labelled), self.pseudo_per_batch) + self.offset
+        return np.concatenate([labelled, pseudo], axis=1)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        batches = self.epoch_batches(self.epoch)[skip:]
+        world, rank = self.num_replicas, self.rank
+        # each part shared by the ranks separately: every rank gets the same labelled : pseudo mix
+        nl = self.inner.batch_size
+        mine = np.concatenate([batches[:, :nl][:, rank::world], batches[:, nl:][:, rank::world]], 1)
+        return iter(mine.tolist())
+
+
+def pseudo_batch_split(batch_size: int, ratio: float, num_replicas: int = 1) -> tuple[int, int]:
+    """``(labelled, pseudo)`` items of a global batch of ``batch_size`` with ``ratio`` of it
+    pseudo-labelled: both parts multiples of ``num_replicas`` and at least one share each."""
+    unit = num_replicas
+    pseudo = int(round(batch_size * ratio / unit)) * unit
+    pseudo = min(max(pseudo, unit), batch_size - unit)
+    if pseudo < unit or batch_size - pseudo < unit:
+        raise ValueError(
+            f"a batch of {batch_size} cannot hold labelled and pseudo-labelled items for "
+            f"{num_replicas} process(es)"
+        )
+    return batch_size - pseudo, pseudo

@@ -16,13 +16,16 @@ from sed.augment import build_augment
 from sed.config import Config, ConfigError
 from sed.data.corpus import Corpus
 from sed.datasets.crop_dataset import CropDataset, EpochIndices, events_by_recording
-from sed.datasets.samplers import build_batch_sampler
+from sed.datasets.pseudo_dataset import PseudoDataset, WithPseudo
+from sed.datasets.samplers import WithPseudoBatchSampler, build_batch_sampler, pseudo_batch_split
 from sed.features.dump import FeatureStore, feature_name
 from sed.features.wave_store import WaveStore
 from sed.frames import FrameGrid
 from sed.infer.engine import config_window_frames
 from sed.losses import build_loss
 from sed.models.build import build_model_from_config, n_outputs
+from sed.pseudo.targets import fold_windows
+from sed.pseudo.teacher import teacher_files
 from sed.train.distributed import DistInfo
 from sed.train.evaluate import WholeRecordingEvaluator
 from sed.train.optim import build_optimizer, build_scheduler
@@ -57,6 +60,33 @@ def open_store(cfg: Config, dumpdir: str | Path, training: bool = False) -> Feat
         tuple(cfg.features.speed_perturb) if training and cfg.data.speed_perturb_prob > 0 else ()
     )
     return FeatureStore(Path(dumpdir) / feature_name(cfg.features), speeds)
+
+
+def pseudo_dataset(
+    cfg: Config, fold: int, corpus: Corpus, expdir: str | Path, store: FeatureStore, n_classes: int
+) -> PseudoDataset | None:
+    """The pseudo-labelled windows of ``fold`` (from teacher fold ``fold`` only), or None when the
+    config has no teachers or ``pseudo.ratio`` is 0."""
+    if not cfg.pseudo.teachers or cfg.pseudo.ratio <= 0:
+        return None
+    windows = fold_windows(teacher_files(cfg, expdir, corpus), fold, cfg.pseudo, corpus.classes)
+    if windows.dropped:
+        log.info("fold %d: %d pseudo-labelled windows below pseudo.min_top dropped", fold,
+                 windows.dropped)  # fmt: skip
+    if not len(windows):
+        raise ConfigError(
+            f"fold {fold}: no pseudo-labelled window is left (pseudo.min_top={cfg.pseudo.min_top})"
+        )
+    return PseudoDataset(
+        store,
+        windows,
+        cfg.data.crop_seconds,
+        n_classes,
+        noise_class=cfg.data.noise_class,
+        label_positive=cfg.data.label_positive,
+        label_negative=cfg.data.label_negative,
+        weight=cfg.pseudo.weight,
+    )
 
 
 def train_fold(
@@ -145,19 +175,37 @@ def train_fold(
             f"{where}: augment has waveform augmentations but the model takes features; set "
             f"model.params.frontend: true to train on waveforms"
         )
+    pseudo = pseudo_dataset(cfg, fold, corpus, expdir, store, n_classes)
+    # with pseudo-labels the sampler draws the labelled part of every batch, the rest is windows
+    n_labelled, n_pseudo = (
+        pseudo_batch_split(cfg.train.batch_size, cfg.pseudo.ratio, dist_info.world_size)
+        if pseudo is not None
+        else (cfg.train.batch_size, 0)
+    )
     batch_sampler = build_batch_sampler(
         cfg.data.sampler,
         dataset.item_labels(),
-        cfg.train.batch_size,
+        n_labelled,
         seed=cfg.seed * 100 + fold,
-        drop_last=len(dataset) >= cfg.train.batch_size,
+        drop_last=len(dataset) >= n_labelled,
         num_replicas=dist_info.world_size,
         rank=dist_info.rank,
         params=cfg.data.sampler_params,
         sources=sources,
     )
+    train_data = dataset
+    if pseudo is not None:
+        batch_sampler = WithPseudoBatchSampler(
+            batch_sampler, len(pseudo), n_pseudo, len(dataset), seed=cfg.seed * 100 + fold
+        )
+        train_data = WithPseudo(dataset, pseudo)
+        log.info(
+            "fold %d: %d pseudo-labelled windows from teacher fold %d of %s; batches of %d "
+            "labelled + %d pseudo-labelled items",
+            fold, len(pseudo), fold, ", ".join(cfg.pseudo.teachers), n_labelled, n_pseudo,
+        )  # fmt: skip
     loader = DataLoader(
-        dataset,
+        train_data,
         batch_sampler=EpochIndices(batch_sampler),
         num_workers=cfg.train.num_workers,
         pin_memory=torch.cuda.is_available(),

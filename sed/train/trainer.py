@@ -310,6 +310,8 @@ class Trainer:
                 # an output frame counts only if every input frame it pools counts
                 batch["frame_mask"] = 1 - reduce_frame_targets(1 - batch["frame_mask"], r, n_out)
             total, terms = self.loss_fn(out, batch)
+            if "pseudo" in batch:  # labelled and pseudo-labelled items' losses, logged apart
+                terms = {**terms, **self._part_losses(out, batch)}
             # every rank skips together, or DDP's gradient all-reduce would wait forever
             if any_rank(not bool(torch.isfinite(total)), self.dist):
                 return None
@@ -328,6 +330,26 @@ class Trainer:
         terms_sum = mean_over_ranks(terms_sum, self.dist)
         terms_sum["grad_norm"] = float(grad_norm)
         return terms_sum
+
+    @torch.no_grad()
+    def _part_losses(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """The loss of the labelled rows and of the pseudo-labelled rows of a batch (``batch
+        ["pseudo"]`` (B,) 0/1; a mixed row counts as its own item's kind), for TensorBoard."""
+        flag = torch.as_tensor(batch["pseudo"], device=out["clip_logits"].device) > 0.5
+        n = flag.shape[0]
+        parts = {}
+        for name, rows in (("labelled", ~flag), ("pseudo", flag)):
+            if not bool(rows.any()):
+                continue
+
+            def take(d: dict, rows: torch.Tensor = rows) -> dict:
+                return {
+                    k: v[rows] if torch.is_tensor(v) and v.dim() and v.shape[0] == n else v
+                    for k, v in d.items()
+                }
+
+            parts[name] = self.loss_fn(take(out), take(batch))[0]
+        return parts
 
     def evaluate(self, writer: SummaryWriter) -> dict[str, float]:
         """Rank 0 evaluates and saves; the others wait and take its early-stopping state."""
@@ -558,6 +580,8 @@ def hparams(cfg: Config) -> dict[str, Any]:
         "sampler": cfg.data.sampler,
         "n_mels": cfg.features.n_mels,
         "seed": cfg.seed,
+        "pseudo_teachers": ",".join(cfg.pseudo.teachers) or "-",
+        "pseudo_ratio": cfg.pseudo.ratio if cfg.pseudo.teachers else 0.0,
     }
     for k, v in cfg.model.params.items():
         if isinstance(v, int | float | str | bool):

@@ -1,0 +1,1 @@
+"""Pseudo-labels and distillation: teacher predictions per fold and the student's targets."""
