@@ -49,6 +49,7 @@ overwrite=false           # redo stages whose outputs are complete
 strict=false              # fail on the first unreadable audio file instead of reporting and skipping it
 workdir=.                 # where data/, dump/ and exp/ are created
 ensemble=""               # conf/ensemble/<name>.yaml: stages 4-5 combine its experiments instead
+zero_shot=false           # also score BirdNET's own species predictions (optional extra) as a row
 help_message=$(cat <<HELP
 Usage: $0 [options]
 Runs the stages of a sed recipe (see README.md).
@@ -74,11 +75,14 @@ Options (default in brackets):
                            listing it in skipped.csv and going on: true | false [${strict}]
   --workdir <dir>          folder that receives data/, dump/ and exp/ [${workdir}]
   --ensemble <yaml>        stages 4-5 for an ensemble of experiments (conf/ensemble/<name>.yaml) ["${ensemble}"]
+  --zero_shot <bool>       after stage 3 (and 4-5) also predict and score with BirdNET's own species
+                           outputs, untrained: the exp/<recipe>/birdnet/zero_shot row of RESULTS.md
+                           (needs make -C tools birdnet; model licence CC BY-NC-SA 4.0) [${zero_shot}]
   --help                   show this message
 Stages: 0 data prep, 1 features, 2 train, 3 infer, 4 outputs (submission, events), 5 score + RESULTS.md
 HELP
 )
-valid_options="recipe stage stop_stage conf conf_override datadir data_tag fold nj ngpu tag checkpoint overwrite strict workdir ensemble"
+valid_options="recipe stage stop_stage conf conf_override datadir data_tag fold nj ngpu tag checkpoint overwrite strict workdir ensemble zero_shot"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -104,7 +108,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-for v in overwrite strict; do
+for v in overwrite strict zero_shot; do
   case "${!v}" in true|false) ;; *) echo "$0: --${v} must be true or false, got '${!v}'" >&2; exit 2 ;; esac
 done
 for v in stage stop_stage nj; do
@@ -399,6 +403,35 @@ if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
     touch "${inf}/.done5"
   fi
   log "results: ${expdir}/results.json, ${workdir}exp/${recipe_name}/RESULTS.md"
+fi
+
+# --------------------------------------------------------------- BirdNET zero-shot row (optional)
+if [[ "${zero_shot}" == true && ${stop_stage} -ge 3 ]]; then
+  zs_dir=${workdir}exp/${recipe_name}/birdnet/zero_shot
+  zs_inf=${zs_dir}/infer/zero_shot
+  log "BirdNET zero-shot baseline (no training) -> ${zs_dir}"
+  zs_args=(--datadir "${manifests}" --dumpdir "${dumpdir}" --outdir "${zs_dir}" --nj "${nj}" --no_progress)
+  # classes -> BirdNET labels: the recipe's edited mapping, else the download's taxonomy, else names
+  if [[ -f "${recipe_dir}/local/birdnet_mapping.csv" ]]; then
+    zs_args+=(--mapping "${recipe_dir}/local/birdnet_mapping.csv")
+  elif [[ -n "${datadir}" && -f "${datadir}/taxonomy.csv" ]]; then
+    zs_args+=(--mapping "${datadir}/taxonomy.csv")
+  elif [[ -n "${datadir}" && -f "${datadir}/train_metadata.csv" ]]; then
+    zs_args+=(--mapping "${datadir}/train_metadata.csv")
+  fi
+  [[ "${overwrite}" == true ]] && zs_args+=(--overwrite)
+  ${infer_cmd} "${zs_dir}/zero_shot.log" python -m sed.bin.zero_shot "${zs_args[@]}" "${strict_args[@]}"
+  if [[ ${stop_stage} -ge 4 && ! -f "${zs_inf}/.done4" ]]; then
+    ${infer_cmd} "${zs_inf}/submit.log" python -m sed.bin.submit --expdir "${zs_dir}" \
+      --datadir "${manifests}" --checkpoint zero_shot --writer "${writer}"
+    touch "${zs_inf}/.done4"
+  fi
+  if [[ ${stop_stage} -ge 5 && ! -f "${zs_inf}/.done5" ]]; then
+    # shellcheck disable=SC2086  # the recipe's metric names, one word each
+    ${infer_cmd} "${zs_dir}/score.log" python -m sed.bin.score --expdir "${zs_dir}" \
+      --datadir "${manifests}" --recipe "${recipe_name}" --checkpoint zero_shot --metric ${metrics}
+    touch "${zs_inf}/.done5"
+  fi
 fi
 
 log "done (${expdir}); compare runs with: tensorboard --logdir ${workdir}exp/${recipe_name}"

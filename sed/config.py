@@ -38,9 +38,30 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class FeaturesConf:
-    """Log-mel front end (stage 1 dumps and on-the-fly extraction share it)."""
+class EmbeddingConf:
+    """Stage-1 embeddings of a pretrained or trained model (``features.kind: embedding``).
 
+    Embedding frame ``i`` is the extractor's window centred at ``i * hop_seconds`` (zero-padded
+    before the start and past the end of the recording), the log-mel frame convention of
+    :mod:`sed.frames`; ``features.hop_length`` is derived: ``hop_seconds * sample_rate``.
+    """
+
+    name: str = "birdnet"  # sed.embeddings extractor: birdnet | experiment
+    params: dict = field(default_factory=dict)  # its constructor arguments (num_threads ...)
+    hop_seconds: float = 1.0  # seconds between frames (windows overlap when below the window)
+    logits: bool = False  # also dump the extractor's class logits (<feat_dir>/logits/)
+
+
+@dataclass
+class FeaturesConf:
+    """Stage-1 features: log-mel (stage 1 dumps and on-the-fly extraction share it), or the
+    embeddings of a pretrained model (``kind: embedding``, see :class:`EmbeddingConf`)."""
+
+    # logmel | embedding; with embedding, sample_rate is the extractor's input rate, n_mels the
+    # embedding size D (the models' input channels), hop_length is derived from
+    # embedding.hop_seconds and the other log-mel keys do not apply
+    kind: str = "logmel"
+    embedding: EmbeddingConf = field(default_factory=EmbeddingConf)
     sample_rate: int = 32000  # audio is resampled to this rate
     n_fft: int = 1024
     win_length: int | None = None  # None: n_fft
@@ -232,6 +253,7 @@ class Config:
 
 # values some keys may take (registries check model, loss and augmentation names themselves)
 CHOICES: dict[str, tuple[str, ...]] = {
+    "features.kind": ("logmel", "embedding"),
     "features.dtype": ("float16", "float32"),
     "data.crop": ("positive_centered", "random"),
     "data.secondary": ("ignore", "value", "mask"),
@@ -292,6 +314,86 @@ def _check_pseudo(p: PseudoConf, sources: Mapping[str, str]) -> None:
         )
     if len(set(p.teachers)) != len(p.teachers):
         raise bad("teachers", "a list without repeats", p.teachers)
+
+
+#: log-mel settings that have no meaning for embedding features
+LOGMEL_ONLY = ("n_fft", "win_length", "fmin", "fmax", "power", "log_offset")
+
+
+def _check_features(cfg: Config, sources: Mapping[str, str]) -> None:
+    """The ``features`` section of its ``kind``; with ``kind: embedding``, also derives
+    ``features.hop_length`` (``embedding.hop_seconds * sample_rate``, whole samples) so that the
+    frame grid (:class:`sed.frames.FrameGrid`) of every reader holds for embedding frames.
+
+    Embeddings are computed once at stage 1 from the original audio: what would need the
+    waveform at training or inference time (speed-perturbed dumps, waveform models, speed views)
+    is refused here; waveform augmentations are refused by stage 1 and by the augmentation
+    pipeline (their stages are known to the augmentation registry, not to the schema).
+    """
+    f = cfg.features
+    defaults = FeaturesConf()
+
+    def bad(dotted: str, message: str) -> ConfigError:
+        return ConfigError(f"{_where(dotted, sources)}: '{dotted}' {message}")
+
+    if f.kind != "embedding":
+        emb = [k for k in sources if k.startswith("features.embedding.")]
+        changed = [k for k in emb if k != "features.embedding" and _differs(cfg, k, defaults)]
+        if changed:
+            raise bad(changed[0], f"applies to features.kind: embedding only (kind is '{f.kind}')")
+        return
+    e = f.embedding
+    if not e.name:
+        raise bad("features.embedding.name", "must name an extractor (birdnet, experiment ...)")
+    if e.hop_seconds <= 0:
+        raise bad("features.embedding.hop_seconds", f"must be > 0, got {e.hop_seconds!r}")
+    for key in LOGMEL_ONLY:
+        if getattr(f, key) != getattr(defaults, key):
+            raise bad(
+                f"features.{key}",
+                "is a log-mel setting; it does not apply to features.kind: embedding (remove it)",
+            )
+    if f.sample_rate <= 0:
+        raise bad("features.sample_rate", f"must be > 0, got {f.sample_rate!r}")
+    hop = round(e.hop_seconds * f.sample_rate)
+    if hop < 1:
+        raise bad("features.embedding.hop_seconds", f"is below one sample at {f.sample_rate} Hz")
+    if "features.hop_length" in sources and f.hop_length != hop:
+        raise bad(
+            "features.hop_length",
+            f"is {f.hop_length}, but features.embedding.hop_seconds ({e.hop_seconds} s at "
+            f"{f.sample_rate} Hz) gives {hop}: leave hop_length out (it is derived)",
+        )
+    f.hop_length = hop
+    if f.speed_perturb:
+        raise bad(
+            "features.speed_perturb",
+            "must be empty with features.kind: embedding (embeddings are dumped at speed 1 only)",
+        )
+    if cfg.data.speed_perturb_prob > 0:
+        raise bad(
+            "data.speed_perturb_prob",
+            "must be 0 with features.kind: embedding (there are no speed-perturbed dumps)",
+        )
+    if cfg.model.params.get("frontend"):
+        raise bad(
+            "model.params.frontend",
+            "cannot be true with features.kind: embedding: the embeddings are computed at stage "
+            "1, so the model takes them, not waveforms (remove waveform augmentations too)",
+        )
+    for i, view in enumerate(cfg.infer.tta):
+        if isinstance(view, Mapping) and float(view.get("speed", 1.0)) != 1.0:
+            raise ConfigError(
+                f"{_where('infer.tta', sources)}: 'infer.tta[{i}]' is a speed view, which needs "
+                "speed-perturbed dumps: features.kind: embedding has none (shift views work)"
+            )
+
+
+def _differs(cfg: Config, dotted: str, defaults: FeaturesConf) -> bool:
+    """Whether ``features.embedding.<key>`` differs from its default (set to the default, e.g. in
+    a resolved config.yaml, it is harmless)."""
+    key = dotted.split(".")[2]
+    return getattr(cfg.features.embedding, key, None) != getattr(defaults.embedding, key, None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -566,6 +668,7 @@ def load_config(
     cfg = _build(Config, tree, sources)
     _check_choices(cfg, sources)
     _check_pseudo(cfg.pseudo, sources)
+    _check_features(cfg, sources)
     return cfg, sources
 
 

@@ -92,6 +92,9 @@ def check_config_builds(
         n_classes=n_out,
     )
     if cfg.augment:
+        from sed.embeddings.stage1 import check_embedding_augment
+
+        check_embedding_augment(cfg, sources)
         build_augment(
             cfg.augment, cfg.features.sample_rate, cfg.features.hop_length, sources=sources
         )

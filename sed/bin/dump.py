@@ -1,7 +1,9 @@
-"""Stage 1: log-mel features of every recording into HDF5 (and speed-perturbed copies).
+"""Stage 1: the features of every recording into HDF5: log-mel (and speed-perturbed copies), or
+the embeddings of a pretrained model (``features.kind: embedding``, :mod:`sed.embeddings`).
 
 Exit status: 0 on success (undecodable files are listed in ``<feat_dir>/skipped.csv``), 2 on a
-bad config or manifest, or, with ``--strict``, at the first unusable audio file.
+bad config or manifest, a missing optional package (BirdNET: the message says how to install it),
+or, with ``--strict``, at the first unusable audio file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import sys
 from pathlib import Path
 
 from sed.bin.common import add_config_args, config_from_args, setup_logging
+from sed.config import ConfigError
 from sed.data.manifest import ManifestError, read_recordings
+from sed.embeddings.birdnet import BirdNETUnavailable
+from sed.embeddings.stage1 import check_embedding_augment, dump_config_embeddings
 from sed.features.audio import AudioError
 from sed.features.dump import dump_features, feature_name
 from sed.fileio import write_text
@@ -40,21 +45,41 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging()
-    cfg, _ = config_from_args(args)
+    cfg, sources = config_from_args(args)
     feat_dir = Path(args.dumpdir) / feature_name(cfg.features)
     try:
+        check_embedding_augment(cfg, sources)
         recordings = read_recordings(Path(args.datadir) / "recordings.csv")
         # a run that stops half-way must not leave an old marker vouching for the folder
         (feat_dir / ".done").unlink(missing_ok=True)
-        summary = dump_features(
-            recordings,
-            cfg.features,
-            feat_dir,
-            nj=args.nj,
-            overwrite=args.overwrite,
-            strict=args.strict,
-            progress=not args.no_progress,
-        )
+        if cfg.features.kind == "embedding":
+            summary = dump_config_embeddings(
+                cfg,
+                recordings,
+                feat_dir,
+                nj=args.nj,
+                overwrite=args.overwrite,
+                strict=args.strict,
+                progress=not args.no_progress,
+            )
+        else:
+            summary = dump_features(
+                recordings,
+                cfg.features,
+                feat_dir,
+                nj=args.nj,
+                overwrite=args.overwrite,
+                strict=args.strict,
+                progress=not args.no_progress,
+            )
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (BirdNETUnavailable, FileNotFoundError) as e:
+        # BirdNET's optional packages (the message says how to install them), or the experiment
+        # folder of the experiment extractor
+        print(f"dump: error: {e}", file=sys.stderr)
+        return 2
     except (ManifestError, AudioError) as e:
         hint = " (--strict: stopped at the first bad file)" if isinstance(e, AudioError) else ""
         print(f"dump: error: {e}{hint}", file=sys.stderr)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -39,9 +40,31 @@ from sed.utils.progress import progress_bar
 log = logging.getLogger(__name__)
 
 
+#: extractor arguments that change the speed of stage 1, not the embeddings (left out of the
+#: folder name, so a rerun with more threads reuses the dump)
+RUNTIME_PARAMS = ("num_threads", "batch_size", "device")
+
+
 def feature_name(feats: FeaturesConf) -> str:
-    """Folder name of a feature configuration, e.g. ``logmel64_sr32000_hop320_1a2b3c``."""
+    """Folder name of a feature configuration, e.g. ``logmel64_sr32000_hop320_1a2b3c`` or, for
+    ``kind: embedding``, ``emb_birdnet_h1_1a2b3c``.
+
+    The hash covers every setting that changes the numbers: for log-mel all keys but
+    ``speed_perturb`` (the extra dumps live in the same folder), for embeddings the extractor,
+    its parameters (without :data:`RUNTIME_PARAMS`), the hop, the rate, the size and the storage
+    type. ``embedding.logits`` is not in the name: the logits are an extra file of the folder.
+    """
     d = dataclasses.asdict(feats)
+    kind = d.pop("kind")
+    emb = d.pop("embedding")
+    if kind == "embedding":
+        emb.pop("logits")
+        emb["params"] = {k: v for k, v in emb["params"].items() if k not in RUNTIME_PARAMS}
+        keep = {"embedding": emb, **{k: d[k] for k in ("sample_rate", "n_mels", "dtype")}}
+        digest = hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
+        name = re.sub(r"[^A-Za-z0-9.-]", "-", emb["name"])
+        return f"emb_{name}_h{feats.embedding.hop_seconds:g}_{digest[:6]}"
+    # the log-mel hash of before embedding features existed: existing dumps keep their folder
     d.pop("speed_perturb")
     digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
     return f"logmel{feats.n_mels}_sr{feats.sample_rate}_hop{feats.hop_length}_{digest}"

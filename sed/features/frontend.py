@@ -101,7 +101,13 @@ class LogMel(nn.Module):
 
     @classmethod
     def from_config(cls, feats) -> LogMel:
-        """Build from a :class:`sed.config.FeaturesConf`."""
+        """Build from a :class:`sed.config.FeaturesConf` (log-mel features only)."""
+        if getattr(feats, "kind", "logmel") != "logmel":
+            raise ValueError(
+                f"features.kind is '{feats.kind}': an embedding experiment has no log-mel front "
+                "end (sedkit infer uses sed.infer.embedding_frontend; ONNX export does not "
+                "support embedding experiments)"
+            )
         return cls(
             sample_rate=feats.sample_rate,
             n_fft=feats.n_fft,

@@ -37,8 +37,8 @@ import torch
 
 from sed.config import FeaturesConf
 from sed.features.audio import AudioError
-from sed.features.frontend import LogMel
 from sed.frames import FrameGrid
+from sed.infer.embedding_frontend import build_frontend
 from sed.infer.engine import (
     CLIP_SCORES,
     FRAME_COMBINES,
@@ -572,7 +572,7 @@ class LoadedModel:
             self.frontend,
             self.scorer,
             f.sample_rate,
-            f.n_fft,
+            getattr(self.frontend, "n_fft", f.n_fft),  # an embedding front end: its window
             f.hop_length,
             window,
             hop,
@@ -643,7 +643,7 @@ def load_experiment(
         thresholds = 0.5
     return LoadedModel(
         scorer=TorchScorer(models, device, amp_dtype),
-        frontend=LogMel.from_config(cfg0.features).eval(),
+        frontend=build_frontend(cfg0.features),
         features=cfg0.features,
         classes=classes0,
         window_seconds=window,
