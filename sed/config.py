@@ -104,7 +104,7 @@ class DataConf:
     # crop_seconds, seeds 003/004; at random where the recording is too short), "head" (anywhere
     # in the first weak_head_seconds, seed 004) or "random"; their frame targets are masked out
     # of the loss (the call's time is unknown)
-    weak_crop: str = "first"
+    weak_crop: str = "first"  # first | head | random | motif (on stage 1's mined motifs)
     weak_crops_per_file: int = 1
     weak_head_seconds: float = 6.0
 
@@ -207,6 +207,18 @@ class InferConf:
 
 
 @dataclass
+class MotifsConf:
+    """Motif mining in stage 1 (seed 000): the recurring calls of the training recordings, found
+    by a matrix profile over chroma CENS (:mod:`sed.motifs`), written beside the feature dumps."""
+
+    enabled: bool = False  # also on when data.weak_crop is motif
+    ab_join: bool = False  # also join each recording with another of its species
+    # sed.motifs.mining.MotifConfig fields: frame_rate (10), subsequence_seconds (5), top_k (3),
+    # fmin, smooth_seconds ...; sample_rate defaults to features.sample_rate
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
 class PseudoConf:
     """Pseudo-labelled windows of unlabelled recordings, scored by teacher experiments (seed 004).
 
@@ -246,6 +258,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     infer: InferConf = field(default_factory=InferConf)
     pseudo: PseudoConf = field(default_factory=PseudoConf)
+    motifs: MotifsConf = field(default_factory=MotifsConf)
     # augmentations in order: [{name: <sed.augment name>, p: probability, ...params}]
     augment: list[dict] = field(default_factory=list)
     version_note: str = ""
@@ -257,7 +270,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "features.dtype": ("float16", "float32"),
     "data.crop": ("positive_centered", "random"),
     "data.secondary": ("ignore", "value", "mask"),
-    "data.weak_crop": ("first", "head", "random"),
+    "data.weak_crop": ("first", "head", "random", "motif"),
     "optim.name": ("adam", "adamw", "sgd"),
     "scheduler.name": ("none", "step", "cosine", "warmup_cosine", "noam", "onecycle"),
     "train.amp": ("auto", "off", "bf16", "fp16"),

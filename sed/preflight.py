@@ -79,6 +79,10 @@ def check_config_builds(
         # found here, not by every fold's dataset when the training jobs start
         where = (sources or {}).get("data.weak_crops_per_file", "command line")
         raise ConfigError(f"{where}: 'data.weak_crops_per_file' is {per_file}, expected >= 1")
+    if cfg.data.weak_crop == "motif" or cfg.motifs.enabled:
+        from sed.motifs.recipe import motif_config
+
+        motif_config(cfg, sources)
     n_out = n_classes + int(cfg.data.noise_class)
     model = build_model(
         cfg.model.name, n_out, cfg.features.n_mels, cfg.model.params, sources, cfg.features

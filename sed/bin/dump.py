@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 from sed.bin.common import add_config_args, config_from_args, setup_logging
-from sed.config import ConfigError
+from sed.config import Config, ConfigError
 from sed.data.manifest import ManifestError, read_recordings
 from sed.embeddings.birdnet import BirdNETUnavailable
 from sed.embeddings.stage1 import check_embedding_augment, dump_config_embeddings
 from sed.features.audio import AudioError
 from sed.features.dump import dump_features, feature_name
 from sed.fileio import write_text
+from sed.motifs.recipe import motif_config, motif_dir, motifs_wanted
 
 log = logging.getLogger("sed.dump")
 
@@ -93,6 +94,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_text(feat_dir / ".done", "\n".join(summary["files"]) + "\n")
     print(feat_dir)
+    if motifs_wanted(cfg):
+        return _mine_motifs(args, cfg, sources)
+    return 0
+
+
+def _mine_motifs(args: argparse.Namespace, cfg: Config, sources: dict[str, str]) -> int:
+    """Stage 1's motif mining (``motifs.enabled`` or ``data.weak_crop: motif``): the training
+    recordings into ``<dumpdir>/motifs_<hash>/`` (resumed when interrupted)."""
+    from sed.data.corpus import Corpus
+    from sed.motifs.mining import MiningError, mine_corpus
+
+    try:
+        mcfg = motif_config(cfg, sources)
+        outdir = motif_dir(cfg, args.dumpdir)
+        summary = mine_corpus(
+            Corpus.load(args.datadir),
+            outdir,
+            mcfg,
+            split="train",
+            nj=args.nj,
+            ab_join=cfg.motifs.ab_join,
+            strict=args.strict,
+            progress=not args.no_progress,
+        )
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (MiningError, ManifestError, AudioError) as e:
+        print(f"dump: motif mining: error: {e}", file=sys.stderr)
+        return 2
+    log.info(
+        "motifs of %d training recordings in %s (%d skipped)",
+        summary["recordings"],
+        summary["motifs_csv"],
+        len(summary["skipped"]),
+    )
     return 0
 
 

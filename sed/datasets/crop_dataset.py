@@ -15,7 +15,7 @@ from sed.frames import FrameGrid
 
 CROPS = ("positive_centered", "random")
 #: Where the crops of a weakly labelled recording are placed (``data.weak_crop``).
-WEAK_CROPS = ("first", "head", "random")
+WEAK_CROPS = ("first", "head", "random", "motif")
 
 
 class CropDataset(Dataset):
@@ -72,9 +72,11 @@ class CropDataset(Dataset):
         label_secondary: see ``secondary_mode``.
         weak: recording id -> class indices of its clip label (e.g. the primary label), for
             recordings without events; ids outside ``recording_ids`` are ignored.
-        weak_crop: ``first``, ``head`` (uniformly within the first ``weak_head_seconds``) or
-            ``random`` (see above).
+        weak_crop: ``first``, ``head`` (uniformly within the first ``weak_head_seconds``),
+            ``random`` or ``motif`` (see above).
         weak_crops_per_file: items per weak recording, >= 1.
+        weak_spans: recording id -> (S, 2) ``[onset, offset]`` seconds of its motif occurrences
+            in rank order (``weak_crop: motif``).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class CropDataset(Dataset):
         weak_crop: str = "first",
         weak_crops_per_file: int = 1,
         weak_head_seconds: float = 6.0,
+        weak_spans: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         if crop not in CROPS:
             raise ValueError(f"unknown crop '{crop}', expected one of {CROPS}")
@@ -136,6 +139,11 @@ class CropDataset(Dataset):
         self.weak = self._check_weak(weak or {})
         self.weak_crop, self.weak_crops_per_file = weak_crop, int(weak_crops_per_file)
         self.weak_head_seconds = float(weak_head_seconds)
+        self.weak_spans = {
+            r: np.asarray(v, dtype=np.float64).reshape(-1, 2)
+            for r, v in (weak_spans or {}).items()
+            if r in self.weak
+        }
         strong_ids = [r for r in self.ids if r not in self.weak]
         self.event_index = [(r, k) for r in strong_ids for k in range(len(self.events[r]))]
         # items 0 .. n_strong - 1: (recording, event index or -1 for a random crop);
@@ -246,6 +254,10 @@ class CropDataset(Dataset):
             start = first_start(k, self.crop_seconds, rec_seconds, rng)
         elif weak and self.weak_crop == "head":
             start = head_start(self.weak_head_seconds, self.crop_seconds, rec_seconds, rng)
+        elif weak and self.weak_crop == "motif" and len(self.weak_spans.get(rid, ())):
+            spans = self.weak_spans[rid] / speed
+            on, off = spans[k % len(spans)]
+            start = positive_centered_start(on, off, self.crop_seconds, rec_seconds, rng)
         elif k >= 0 and not weak:
             start = positive_centered_start(
                 events[k, 0], events[k, 1], self.crop_seconds, rec_seconds, rng

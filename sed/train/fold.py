@@ -24,6 +24,7 @@ from sed.frames import FrameGrid
 from sed.infer.engine import config_window_frames
 from sed.losses import build_loss
 from sed.models.build import build_model_from_config, n_outputs
+from sed.motifs.recipe import motif_dir, read_motif_spans
 from sed.pseudo.targets import fold_windows
 from sed.pseudo.teacher import teacher_files
 from sed.train.distributed import DistInfo
@@ -152,6 +153,11 @@ def train_fold(
         weak_crop=cfg.data.weak_crop,
         weak_crops_per_file=cfg.data.weak_crops_per_file,
         weak_head_seconds=cfg.data.weak_head_seconds,
+        weak_spans=(
+            read_motif_spans(motif_dir(cfg, dumpdir) / "motifs.csv")
+            if cfg.data.weak_crop == "motif"
+            else None
+        ),
     )
     if dataset.missing:
         log.warning(
