@@ -50,6 +50,7 @@ strict=false              # fail on the first unreadable audio file instead of r
 workdir=.                 # where data/, dump/ and exp/ are created
 ensemble=""               # conf/ensemble/<name>.yaml: stages 4-5 combine its experiments instead
 zero_shot=false           # also score BirdNET's own species predictions (optional extra) as a row
+gbdt=false                # also fit LightGBM on the embedding config's windows: the gbdt/<family>_<version> row
 help_message=$(cat <<HELP
 Usage: $0 [options]
 Runs the stages of a sed recipe (see README.md).
@@ -78,11 +79,14 @@ Options (default in brackets):
   --zero_shot <bool>       after stage 3 (and 4-5) also predict and score with BirdNET's own species
                            outputs, untrained: the exp/<recipe>/birdnet/zero_shot row of RESULTS.md
                            (needs make -C tools birdnet; model licence CC BY-NC-SA 4.0) [${zero_shot}]
+  --gbdt <bool>            after stage 3 (and 4-5) of an embedding config (features.kind: embedding) also
+                           fit a LightGBM no-call detector and species classifier on 5 s windows of its
+                           stage-1 dump: the exp/<recipe>/gbdt/<family>_<version> row of RESULTS.md [${gbdt}]
   --help                   show this message
 Stages: 0 data prep, 1 features, 2 train, 3 infer, 4 outputs (submission, events), 5 score + RESULTS.md
 HELP
 )
-valid_options="recipe stage stop_stage conf conf_override datadir data_tag fold nj ngpu tag checkpoint overwrite strict workdir ensemble zero_shot"
+valid_options="recipe stage stop_stage conf conf_override datadir data_tag fold nj ngpu tag checkpoint overwrite strict workdir ensemble zero_shot gbdt"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -108,7 +112,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-for v in overwrite strict zero_shot; do
+for v in overwrite strict zero_shot gbdt; do
   case "${!v}" in true|false) ;; *) echo "$0: --${v} must be true or false, got '${!v}'" >&2; exit 2 ;; esac
 done
 for v in stage stop_stage nj; do
@@ -431,6 +435,28 @@ if [[ "${zero_shot}" == true && ${stop_stage} -ge 3 ]]; then
     ${infer_cmd} "${zs_dir}/score.log" python -m sed.bin.score --expdir "${zs_dir}" \
       --datadir "${manifests}" --recipe "${recipe_name}" --checkpoint zero_shot --metric ${metrics}
     touch "${zs_inf}/.done5"
+  fi
+fi
+
+# ------------------------------------------------------------- Embeddings + GBDT row (optional)
+if [[ "${gbdt}" == true && ${stop_stage} -ge 3 ]]; then
+  gb_dir=${workdir}exp/${recipe_name}/gbdt/${family}_${version}${tag:+_${tag}}
+  gb_inf=${gb_dir}/infer/gbdt
+  log "Embeddings + GBDT on the stage-1 embedding dump of ${conf} -> ${gb_dir}"
+  gb_args=(--datadir "${manifests}" --dumpdir "${dumpdir}" --conf "${conf}" "${override_args[@]}")
+  gb_args+=(--outdir "${gb_dir}" --num_threads "${nj}" --no_progress)
+  [[ "${overwrite}" == true ]] && gb_args+=(--overwrite)
+  ${infer_cmd} "${gb_dir}/gbdt.log" python -m sed.bin.gbdt "${gb_args[@]}"
+  if [[ ${stop_stage} -ge 4 && ! -f "${gb_inf}/.done4" ]]; then
+    ${infer_cmd} "${gb_inf}/submit.log" python -m sed.bin.submit --expdir "${gb_dir}" \
+      --datadir "${manifests}" --checkpoint gbdt --writer "${writer}"
+    touch "${gb_inf}/.done4"
+  fi
+  if [[ ${stop_stage} -ge 5 && ! -f "${gb_inf}/.done5" ]]; then
+    # shellcheck disable=SC2086  # the recipe's metric names, one word each
+    ${infer_cmd} "${gb_dir}/score.log" python -m sed.bin.score --expdir "${gb_dir}" \
+      --datadir "${manifests}" --recipe "${recipe_name}" --checkpoint gbdt --metric ${metrics}
+    touch "${gb_inf}/.done5"
   fi
 fi
 

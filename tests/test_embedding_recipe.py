@@ -361,12 +361,18 @@ def test_birdnet_recipe_and_zero_shot_row(tmp_path: Path) -> None:
 
     # run.sh --zero_shot true: the baseline row after the experiment's (no mapping: names only,
     # and s0..s2 are no species, so every class is unmapped and scores 0)
-    cmd2 = [*cmd[:9], "--stage", "3", "--zero_shot", "true"]
+    # and --gbdt true: LightGBM on 2 s windows of the same embedding dump, its own row too
+    cmd2 = [*cmd[:9], "--stage", "3", "--zero_shot", "true", "--gbdt", "true"]
     proc = subprocess.run(cmd2, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     zs_inf = work / "exp" / "rfcx" / "birdnet" / "zero_shot" / "infer" / "zero_shot"
     assert (zs_inf / ".done4").is_file() and (zs_inf / ".done5").is_file()
-    assert "birdnet/zero_shot" in (work / "exp" / "rfcx" / "RESULTS.md").read_text()
+    table = (work / "exp" / "rfcx" / "RESULTS.md").read_text()
+    assert "birdnet/zero_shot" in table and "| gbdt/emb_tiny |" in table
+    report = json.loads(
+        (work / "exp" / "rfcx" / "gbdt" / "emb_tiny" / "gbdt_report.json").read_text()
+    )
+    assert report["folds"]
 
     # the baseline: the classes s0..s2 are no species; map two of them by hand
     mapping = tmp_path / "mapping.csv"
