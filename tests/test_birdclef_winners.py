@@ -1,5 +1,6 @@
-"""BirdCLEF winners' features through run.sh: geo-temporal block folds (a recipe's ``prep``) and
-the metadata prior blended in stage 4 (``infer.metadata_blend``), with its own RESULTS.md row."""
+"""BirdCLEF winners' features through run.sh: geo-temporal block folds (a recipe's ``prep``), the
+metadata prior blended in stage 4 (``infer.metadata_blend``) with its own RESULTS.md row, and a
+pseudo-label round (``pseudo.teachers``) on those folds with the blend again."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_geo_temporal_folds_and_metadata_blend_through_run_sh(tmp_path: Path) -> None:
+def test_geo_folds_metadata_blend_and_a_pseudo_label_round_through_run_sh(
+    tmp_path: Path,
+) -> None:
     # the recipe, copied with geo-temporal folds switched on in its prep section
     recipe = tmp_path / "birdclef"
     shutil.copytree(ROOT / "egs" / "birdclef", recipe)
@@ -73,3 +76,23 @@ def test_geo_temporal_folds_and_metadata_blend_through_run_sh(tmp_path: Path) ->
     assert result["metric"] == "birdclef2021" and result["test"] is not None
     table = (work / "exp" / "birdclef" / "RESULTS.md").read_text()
     assert "| cnn/birdclef_tiny |" in table and "| cnn/birdclef_tiny+meta |" in table
+
+    # one pseudo-label round on the same folds: the 2021 download has no unlabelled soundscapes,
+    # so the student learns from the teacher's view of the (unlabelled to it) test soundscapes
+    proc = subprocess.run(
+        [
+            str(ROOT / "run.sh"), "--recipe", str(recipe), "--datadir", str(raw),
+            "--conf", "conf/cnn/birdclef_tiny.yaml", "--tag", "pl", "--stage", "2",
+            "--conf_override",
+            "train.max_steps=8 train.eval_every_steps=8 infer.metadata_blend=true "
+            "pseudo.teachers=[cnn/birdclef_tiny] pseudo.splits=[test] pseudo.confidence=hard",
+            "--workdir", str(work), "--nj", "1",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-3000:]}"
+    assert (exp / "birdclef_tiny" / "pseudo" / "best" / "w5_h5_test.h5").is_file()
+    student = json.loads((exp / "birdclef_tiny_pl" / "meta.json").read_text())
+    assert student["pseudo"] and student["data"]["manifests"].endswith("birdclef-2021_2fold")
+    table = (work / "exp" / "birdclef" / "RESULTS.md").read_text()
+    assert "| cnn/birdclef_tiny_pl |" in table and "| cnn/birdclef_tiny_pl+meta |" in table
