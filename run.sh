@@ -409,10 +409,25 @@ if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
   log "results: ${expdir}/results.json, ${workdir}exp/${recipe_name}/RESULTS.md"
 fi
 
+# stages 4-5 of predictions made without training (folder $1, checkpoint name $2): once each
+outputs_and_scores() {
+  local inf=$1/infer/$2
+  if [[ ${stop_stage} -ge 4 && ! -f "${inf}/.done4" ]]; then
+    ${infer_cmd} "${inf}/submit.log" python -m sed.bin.submit --expdir "$1" \
+      --datadir "${manifests}" --checkpoint "$2" --writer "${writer}"
+    touch "${inf}/.done4"
+  fi
+  if [[ ${stop_stage} -ge 5 && ! -f "${inf}/.done5" ]]; then
+    # shellcheck disable=SC2086  # the recipe's metric names, one word each
+    ${infer_cmd} "$1/score.log" python -m sed.bin.score --expdir "$1" \
+      --datadir "${manifests}" --recipe "${recipe_name}" --checkpoint "$2" --metric ${metrics}
+    touch "${inf}/.done5"
+  fi
+}
+
 # --------------------------------------------------------------- BirdNET zero-shot row (optional)
 if [[ "${zero_shot}" == true && ${stop_stage} -ge 3 ]]; then
   zs_dir=${workdir}exp/${recipe_name}/birdnet/zero_shot
-  zs_inf=${zs_dir}/infer/zero_shot
   log "BirdNET zero-shot baseline (no training) -> ${zs_dir}"
   zs_args=(--datadir "${manifests}" --dumpdir "${dumpdir}" --outdir "${zs_dir}" --nj "${nj}" --no_progress)
   # classes -> BirdNET labels: the recipe's edited mapping, else the download's taxonomy, else names
@@ -425,39 +440,18 @@ if [[ "${zero_shot}" == true && ${stop_stage} -ge 3 ]]; then
   fi
   [[ "${overwrite}" == true ]] && zs_args+=(--overwrite)
   ${infer_cmd} "${zs_dir}/zero_shot.log" python -m sed.bin.zero_shot "${zs_args[@]}" "${strict_args[@]}"
-  if [[ ${stop_stage} -ge 4 && ! -f "${zs_inf}/.done4" ]]; then
-    ${infer_cmd} "${zs_inf}/submit.log" python -m sed.bin.submit --expdir "${zs_dir}" \
-      --datadir "${manifests}" --checkpoint zero_shot --writer "${writer}"
-    touch "${zs_inf}/.done4"
-  fi
-  if [[ ${stop_stage} -ge 5 && ! -f "${zs_inf}/.done5" ]]; then
-    # shellcheck disable=SC2086  # the recipe's metric names, one word each
-    ${infer_cmd} "${zs_dir}/score.log" python -m sed.bin.score --expdir "${zs_dir}" \
-      --datadir "${manifests}" --recipe "${recipe_name}" --checkpoint zero_shot --metric ${metrics}
-    touch "${zs_inf}/.done5"
-  fi
+  outputs_and_scores "${zs_dir}" zero_shot
 fi
 
 # ------------------------------------------------------------- Embeddings + GBDT row (optional)
 if [[ "${gbdt}" == true && ${stop_stage} -ge 3 ]]; then
   gb_dir=${workdir}exp/${recipe_name}/gbdt/${family}_${version}${tag:+_${tag}}
-  gb_inf=${gb_dir}/infer/gbdt
   log "Embeddings + GBDT on the stage-1 embedding dump of ${conf} -> ${gb_dir}"
   gb_args=(--datadir "${manifests}" --dumpdir "${dumpdir}" --conf "${conf}" "${override_args[@]}")
   gb_args+=(--outdir "${gb_dir}" --num_threads "${nj}" --no_progress)
   [[ "${overwrite}" == true ]] && gb_args+=(--overwrite)
   ${infer_cmd} "${gb_dir}/gbdt.log" python -m sed.bin.gbdt "${gb_args[@]}"
-  if [[ ${stop_stage} -ge 4 && ! -f "${gb_inf}/.done4" ]]; then
-    ${infer_cmd} "${gb_inf}/submit.log" python -m sed.bin.submit --expdir "${gb_dir}" \
-      --datadir "${manifests}" --checkpoint gbdt --writer "${writer}"
-    touch "${gb_inf}/.done4"
-  fi
-  if [[ ${stop_stage} -ge 5 && ! -f "${gb_inf}/.done5" ]]; then
-    # shellcheck disable=SC2086  # the recipe's metric names, one word each
-    ${infer_cmd} "${gb_dir}/score.log" python -m sed.bin.score --expdir "${gb_dir}" \
-      --datadir "${manifests}" --recipe "${recipe_name}" --checkpoint gbdt --metric ${metrics}
-    touch "${gb_inf}/.done5"
-  fi
+  outputs_and_scores "${gb_dir}" gbdt
 fi
 
 log "done (${expdir}); compare runs with: tensorboard --logdir ${workdir}exp/${recipe_name}"

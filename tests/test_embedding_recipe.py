@@ -452,3 +452,11 @@ def test_sedkit_infer_on_an_embedding_experiment(recipe: dict, tmp_path: Path) -
     )
     want = test.set_index("recording_id").loc[rid, corpus.classes].to_numpy(float)
     np.testing.assert_allclose(clips.iloc[0][corpus.classes].to_numpy(float), want, atol=1e-4)
+
+
+def test_a_metadata_file_without_scientific_names_maps_by_common_name(tmp_path: Path) -> None:
+    # a focal collection's train_metadata.csv (e.g. xeno-canto downloads) may name species only
+    # by their common name
+    path = tmp_path / "train_metadata.csv"
+    path.write_text("primary_label,common_name,filename\namerob,American Robin,amerob/1.ogg\n")
+    assert read_mapping(path) == {"amerob": ["American Robin"]}

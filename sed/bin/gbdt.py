@@ -52,7 +52,7 @@ from sed.fileio import write_csv, write_json, write_text
 from sed.gbdt.models import COMBINE, GBDTConfig, cross_validate
 from sed.gbdt.predict import CHECKPOINT, gbdt_predictions
 from sed.gbdt.windows import STATS, WindowSet, first_windows, recording_labels, windows_of
-from sed.infer.experiment import write_predictions
+from sed.infer.experiment import outputs_current, write_predictions
 
 log = logging.getLogger("sed.gbdt")
 
@@ -235,16 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     done = inf / ".done"
-    if not args.overwrite and done.is_file():
-        try:
-            if json.loads(done.read_text()) == inputs:
-                log.info("GBDT predictions in %s are up to date; skipping", inf)
-                print(inf)
-                return 0
-        except ValueError:
-            pass  # an unreadable marker: predict again
-    for marker in inf.glob(".done*"):  # predictions, outputs and scores of before are stale
-        marker.unlink()
+    if outputs_current(inf, inputs, args.overwrite):
+        log.info("GBDT predictions in %s are up to date; skipping", inf)
+        print(inf)
+        return 0
 
     labels = recording_labels(corpus)
     fold_of = dict(zip(corpus.folds["recording_id"].astype(str), corpus.folds["fold"], strict=True))

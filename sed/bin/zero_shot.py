@@ -36,7 +36,7 @@ from sed.embeddings.stage1 import dump_config_embeddings
 from sed.features.audio import AudioError
 from sed.features.dump import FeatureStore, dump_path, feature_name
 from sed.fileio import write_csv, write_json, write_text
-from sed.infer.experiment import write_predictions
+from sed.infer.experiment import outputs_current, write_predictions
 from sed.infer.zero_shot import CHECKPOINT, map_classes, read_mapping, zero_shot_predictions
 
 log = logging.getLogger("sed.zero_shot")
@@ -152,16 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     table = class_map.table()
     inputs = _inputs(Path(args.datadir), dump_path(feat_dir / "logits"), table.values.tolist())
     done = inf / ".done"
-    if not args.overwrite and done.is_file():
-        try:
-            if json.loads(done.read_text()) == inputs:
-                log.info("zero-shot predictions in %s are up to date; skipping", inf)
-                print(inf)
-                return 0
-        except ValueError:
-            pass  # an unreadable marker: predict again
-    for marker in inf.glob(".done*"):  # predictions, outputs and scores of before are stale
-        marker.unlink()
+    if outputs_current(inf, inputs, args.overwrite):
+        log.info("zero-shot predictions in %s are up to date; skipping", inf)
+        print(inf)
+        return 0
 
     n_mapped = len(corpus.classes) - len(class_map.unmapped)
     log.info("%d of %d classes mapped to %s labels", n_mapped, len(corpus.classes), len(labels))

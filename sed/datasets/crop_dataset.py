@@ -266,12 +266,7 @@ class CropDataset(Dataset):
             start = random_start(self.crop_seconds, rec_seconds, rng)
         f0 = self.grid.seconds_to_frames(start)
         f0 = max(0, min(f0, n_frames - self.crop_frames))
-        feats = self.store.read(rid, f0, f0 + self.crop_frames, speed)
-        length = self.store.crop_length(self.crop_frames)
-        if feats.shape[-1] < length:  # recording shorter than a crop: pad (features: their floor)
-            fill = feats.min() if self.store.kind == "features" else 0.0
-            pad = np.full((*feats.shape[:-1], length - feats.shape[-1]), fill, np.float32)
-            feats = np.concatenate([feats, pad], axis=-1)
+        feats = read_crop(self.store, rid, f0, self.crop_frames, speed)
         start = self.grid.frames_to_seconds(f0)
         if weak:
             # the clip label holds for the crop; the frame targets are unknown (masked below)
@@ -322,6 +317,20 @@ class CropDataset(Dataset):
         out["clip_target"] = torch.from_numpy(value.astype(np.float32))
         out["frame_target"] = torch.from_numpy(fvalue.astype(np.float32))
         return out
+
+
+def read_crop(
+    store: FeatureStore, rid: str, f0: int, crop_frames: int, speed: float = 1.0
+) -> np.ndarray:
+    """A crop of ``crop_frames`` frames from frame ``f0``: features (n_mels, L) or samples (N,)
+    of a wave store; a recording shorter than a crop is padded (features: with their floor)."""
+    feats = store.read(rid, f0, f0 + crop_frames, speed)
+    length = store.crop_length(crop_frames)
+    if feats.shape[-1] < length:
+        fill = feats.min() if store.kind == "features" else 0.0
+        pad = np.full((*feats.shape[:-1], length - feats.shape[-1]), fill, np.float32)
+        feats = np.concatenate([feats, pad], axis=-1)
+    return feats
 
 
 class EpochIndices(torch.utils.data.Sampler):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sed.datasets.crop_dataset import CropDataset
+from sed.datasets.crop_dataset import CropDataset, read_crop
 from sed.features.dump import FeatureStore
 from sed.frames import FrameGrid
 from sed.pseudo.targets import PseudoWindows
@@ -85,12 +85,7 @@ class PseudoDataset(Dataset):
         n_frames = self.store.n_frames(rid)
         f0 = self.grid.seconds_to_frames(float(self.starts[i]))
         f0 = max(0, min(f0, n_frames - self.crop_frames))
-        feats = self.store.read(rid, f0, f0 + self.crop_frames)
-        length = self.store.crop_length(self.crop_frames)
-        if feats.shape[-1] < length:  # shorter than a crop: padded with the features' floor
-            fill = feats.min() if self.store.kind == "features" else 0.0
-            pad = np.full((*feats.shape[:-1], length - feats.shape[-1]), fill, np.float32)
-            feats = np.concatenate([feats, pad], axis=-1)
+        feats = read_crop(self.store, rid, f0, self.crop_frames)
         clip = self.target[i]
         cmask = self.mask[i] * self.weight
         if self.noise_class:

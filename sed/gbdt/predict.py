@@ -23,6 +23,7 @@ from sed.data.corpus import Corpus
 from sed.features.dump import FeatureStore
 from sed.frames import FrameGrid
 from sed.infer.experiment import Predictions, segment_plan
+from sed.infer.segments import segment_max_at
 
 __all__ = ["CHECKPOINT", "frame_scores", "gbdt_predictions", "segment_scores"]
 
@@ -50,16 +51,9 @@ def frame_scores(
 def segment_scores(
     scores: np.ndarray, starts: np.ndarray, ends: np.ndarray, seconds: float, n: int
 ) -> np.ndarray:
-    """(n, C) scores of segments ``[j s, (j + 1) s)`` from window scores (W, C)."""
-    centres = 0.5 * (starts + ends)
-    out = np.zeros((n, scores.shape[1]), dtype=np.float32)
-    for j in range(n):
-        inside = (centres >= j * seconds) & (centres < (j + 1) * seconds)
-        if inside.any():
-            out[j] = scores[inside].max(axis=0)
-        else:
-            out[j] = scores[int(np.argmin(np.abs(centres - (j + 0.5) * seconds)))]
-    return out
+    """(n, C) scores of segments ``[j s, (j + 1) s)`` from window scores (W, C): the windows
+    centred in each segment (:func:`sed.infer.segments.segment_max_at`)."""
+    return segment_max_at(scores, 0.5 * (starts + ends), seconds, n)
 
 
 def _arrays(

@@ -288,6 +288,24 @@ def part_is_current(path: str | Path, inputs: dict[str, Any]) -> bool:
         return False
 
 
+def outputs_current(infdir: str | Path, inputs: dict[str, Any], overwrite: bool = False) -> bool:
+    """Whether ``<infdir>/.done`` records exactly ``inputs`` (predictions made without training,
+    e.g. the zero-shot baseline or the GBDT row, that a rerun may skip). When not (or with
+    ``overwrite``) every ``.done*`` marker there is removed: the predictions, the outputs of stage
+    4 and the scores of stage 5 made from other inputs are stale. Write ``json.dumps(inputs)`` to
+    ``.done`` when the predictions are complete."""
+    infdir = Path(infdir)
+    if not overwrite:
+        try:
+            if json.loads((infdir / ".done").read_text()) == inputs:
+                return True
+        except (OSError, ValueError):
+            pass  # no marker, or an unreadable one: predict again
+    for marker in infdir.glob(".done*"):
+        marker.unlink()
+    return False
+
+
 def save_part(pred: Predictions, path: str | Path, inputs: dict[str, Any] | None = None) -> None:
     """Write one job's share (``infer/<checkpoint>/parts/part<J>.h5``) for :func:`merge_parts`,
     with the ``inputs`` it was predicted from (:func:`part_inputs`)."""

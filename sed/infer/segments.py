@@ -29,6 +29,7 @@ __all__ = [
     "SEGMENT_TOLERANCE",
     "n_segments",
     "segment_ends",
+    "segment_max_at",
     "segment_scores",
     "segment_scores_block",
     "segment_table",
@@ -40,6 +41,21 @@ def segment_ends(n: int, seconds: float) -> np.ndarray:
     """End second of each of ``n`` segments (5, 10, 15 ... for 5 s), as integers when whole."""
     ends = np.arange(1, n + 1) * float(seconds)
     return ends.astype(np.int64) if float(seconds).is_integer() else ends
+
+
+def segment_max_at(values: np.ndarray, times: np.ndarray, seconds: float, n: int) -> np.ndarray:
+    """Segment scores (n, C) of scores (K, C) placed at ``times`` (K,) seconds: segment ``i``
+    ``[i s, (i + 1) s)`` takes the maximum of the scores timed inside it, or the score nearest its
+    centre when none is (frames of a dump, windows of a classifier)."""
+    times = np.asarray(times, dtype=np.float64)
+    out = np.zeros((n, values.shape[1]), dtype=np.float32)
+    for i in range(n):
+        inside = (times >= i * seconds) & (times < (i + 1) * seconds)
+        if inside.any():
+            out[i] = values[inside].max(axis=0)
+        else:
+            out[i] = values[int(np.argmin(np.abs(times - (i + 0.5) * seconds)))]
+    return out
 
 
 def segment_scores(

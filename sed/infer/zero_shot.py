@@ -37,6 +37,7 @@ from sed.data.corpus import Corpus
 from sed.features.dump import FeatureStore
 from sed.frames import FrameGrid
 from sed.infer.experiment import Predictions, segment_plan
+from sed.infer.segments import segment_max_at
 from sed.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ CHECKPOINT = "zero_shot"
 
 #: mapping-file columns, first found wins: the recipe's class, and what it maps to
 CLASS_COLUMNS = ("class", "primary_label", "label")
-TARGET_COLUMNS = ("birdnet", "target", "scientific_name")
+# in order of preference: a metadata file with a scientific name maps by it, else by the common one
+TARGET_COLUMNS = ("birdnet", "target", "scientific_name", "common_name")
 
 
 def _norm(name: str) -> str:
@@ -74,10 +76,11 @@ def read_mapping(path: str | Path) -> dict[str, list[str]]:
     """A class -> labels table (CSV with a header).
 
     Columns: the class in ``class`` (or ``primary_label``, ``label``) and what it maps to in
-    ``birdnet`` (or ``target``, ``scientific_name``): a label, a scientific or a common name,
-    several separated by ``;``, or nothing (unmapped on purpose). Other columns are ignored, so
-    a BirdCLEF ``taxonomy.csv`` (``primary_label, scientific_name``) or a ``train_metadata.csv``
-    works as it is; a class listed on several rows maps to all their labels.
+    ``birdnet`` (or ``target``, ``scientific_name``, ``common_name``): a label, a scientific or a
+    common name, several separated by ``;``, or nothing (unmapped on purpose). Other columns are
+    ignored, so a BirdCLEF ``taxonomy.csv`` (``primary_label, scientific_name``) or a
+    ``train_metadata.csv`` (with or without scientific names) works as it is; a class listed on
+    several rows maps to all their labels.
 
     Raises:
         ValueError: no such columns (the message names the file and the columns it has).
@@ -194,15 +197,7 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 def segment_max(frame: np.ndarray, grid: FrameGrid, seconds: float, n: int) -> np.ndarray:
     """Segment scores (n, C) of frame scores (T, C): segment ``i`` ``[i s, (i + 1) s)`` takes the
     maximum of the frames centred inside it, or the frame nearest its centre when none is."""
-    times = grid.frame_times(len(frame))
-    out = np.zeros((n, frame.shape[1]), dtype=np.float32)
-    for i in range(n):
-        inside = (times >= i * seconds) & (times < (i + 1) * seconds)
-        if inside.any():
-            out[i] = frame[inside].max(axis=0)
-        else:
-            out[i] = frame[int(np.argmin(np.abs(times - (i + 0.5) * seconds)))]
-    return out
+    return segment_max_at(frame, grid.frame_times(len(frame)), seconds, n)
 
 
 def zero_shot_predictions(

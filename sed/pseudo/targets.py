@@ -26,6 +26,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from scipy.special import expit
 
 from sed.config import PseudoConf
 
@@ -64,10 +65,6 @@ class PseudoWindows:
         return len(self.recording_ids)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warnings for large |x|
-
-
 def combine_logits(
     logits: Sequence[np.ndarray], combine: str = "logit", temperature: float = 1.0
 ) -> np.ndarray:
@@ -77,9 +74,9 @@ def combine_logits(
         raise ValueError("no teacher logits to combine")
     stack = np.stack([np.asarray(x, dtype=np.float64) for x in logits]) / float(temperature)
     if combine == "logit":
-        return _sigmoid(stack.mean(axis=0))
+        return expit(stack.mean(axis=0))
     if combine == "prob":
-        return _sigmoid(stack).mean(axis=0)
+        return expit(stack).mean(axis=0)
     raise ValueError(f"combine must be logit or prob, got {combine!r}")
 
 
