@@ -171,6 +171,7 @@ read -r -a prep_args <<< "${env_lines[7]:-}"  # the recipe's prep options of dat
 metadata_blend=${env_lines[8]}
 metadata_weight=${env_lines[9]:-}
 pseudo=${env_lines[10]}  # pseudo.teachers: stage 2 first pseudo-labels with them
+triplet=${env_lines[11]}  # triplet.enabled: an embedding model, stages 3-5 do not apply
 
 family=$(basename "$(dirname "${conf}")")
 version=$(basename "${conf}" .yaml)
@@ -310,6 +311,13 @@ if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
       exit "${train_rc}"
     fi
   fi
+fi
+
+if [[ "${triplet}" == true && ${stop_stage} -ge 3 ]]; then
+  # no class scores to predict or score: the folds are an embedding extractor
+  log "triplet embedding (triplet.enabled): stages 3-5 do not apply; use ${expdir} as an embedding"
+  log "extractor: features.embedding.name: experiment, params.expdir: ${expdir} (see conf/emb/v002.yaml)"
+  exit 0
 fi
 
 inf=${expdir}/infer/${checkpoint}

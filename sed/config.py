@@ -219,6 +219,20 @@ class MotifsConf:
 
 
 @dataclass
+class TripletConf:
+    """A tile2vec triplet embedding (seed 000) instead of a classifier: batches of anchor and
+    positive crops, negatives taken in the batch from other species (:mod:`sed.datasets.triplets`),
+    the ``tile2vec`` loss on the model's ``embedding``, selection on nearest-neighbour accuracy."""
+
+    enabled: bool = False
+    # where an anchor and its positive come from: motif (a mined motif and its partner, from
+    # stage 1's motif tables; crops of one recording where it has none) | recording (two crops)
+    pairs: str = "motif"
+    neighbour_prob: float = 0.25  # positive from another recording of the anchor's species instead
+    eval_windows: int = 4  # validation windows per recording for the nearest-neighbour accuracy
+
+
+@dataclass
 class PseudoConf:
     """Pseudo-labelled windows of unlabelled recordings, scored by teacher experiments (seed 004).
 
@@ -259,6 +273,7 @@ class Config:
     infer: InferConf = field(default_factory=InferConf)
     pseudo: PseudoConf = field(default_factory=PseudoConf)
     motifs: MotifsConf = field(default_factory=MotifsConf)
+    triplet: TripletConf = field(default_factory=TripletConf)
     # augmentations in order: [{name: <sed.augment name>, p: probability, ...params}]
     augment: list[dict] = field(default_factory=list)
     version_note: str = ""
@@ -279,6 +294,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "infer.event_score": ("max", "mean"),
     "pseudo.combine": ("logit", "prob"),
     "pseudo.confidence": ("soft", "hard", "mask"),
+    "triplet.pairs": ("motif", "recording"),
 }
 
 
@@ -327,6 +343,55 @@ def _check_pseudo(p: PseudoConf, sources: Mapping[str, str]) -> None:
         )
     if len(set(p.teachers)) != len(p.teachers):
         raise bad("teachers", "a list without repeats", p.teachers)
+
+
+def _check_triplet(cfg: Config, sources: Mapping[str, str]) -> None:
+    """A triplet experiment trains the ``tile2vec`` loss, and only it does (the loss needs the
+    anchor/positive batches; a classifier loss would score their placeholder targets)."""
+    t = cfg.triplet
+    if t.enabled != (cfg.loss.name == "tile2vec"):
+        key = "loss.name" if t.enabled else "triplet.enabled"
+        raise ConfigError(
+            f"{_where(key, sources)}: triplet.enabled ({t.enabled}) and loss.name "
+            f"('{cfg.loss.name}') disagree: a triplet embedding trains loss tile2vec, and "
+            "loss tile2vec needs triplet.enabled: true"
+        )
+    if not t.enabled:
+        return
+    if not 0.0 <= t.neighbour_prob <= 1.0:
+        raise ConfigError(
+            f"{_where('triplet.neighbour_prob', sources)}: 'triplet.neighbour_prob' must be in "
+            f"[0, 1], got {t.neighbour_prob!r}"
+        )
+    if t.eval_windows < 1:
+        raise ConfigError(
+            f"{_where('triplet.eval_windows', sources)}: 'triplet.eval_windows' must be >= 1, "
+            f"got {t.eval_windows!r}"
+        )
+    if cfg.train.best_metric not in ("nn_accuracy", "nn_chance"):
+        raise ConfigError(
+            f"{_where('train.best_metric', sources)}: a triplet embedding is validated by "
+            f"nearest-neighbour accuracy: set train.best_metric: nn_accuracy (got "
+            f"'{cfg.train.best_metric}')"
+        )
+    mixing = [a.get("name") for a in cfg.augment if a.get("name") in ("mixup", "additive_mixup")]
+    if mixing:
+        raise ConfigError(
+            f"{_where('augment', sources)}: {mixing[0]} mixes crops of different species, which "
+            "a triplet embedding cannot contrast; remove it"
+        )
+    if cfg.loss.aux or cfg.pseudo.teachers or cfg.data.noise_class:
+        key = (
+            "loss.aux"
+            if cfg.loss.aux
+            else "pseudo.teachers"
+            if cfg.pseudo.teachers
+            else ("data.noise_class")
+        )
+        raise ConfigError(
+            f"{_where(key, sources)}: '{key}' does not apply to a triplet embedding "
+            "(triplet.enabled: true trains the tile2vec loss alone)"
+        )
 
 
 #: log-mel settings that have no meaning for embedding features
@@ -682,6 +747,7 @@ def load_config(
     _check_choices(cfg, sources)
     _check_pseudo(cfg.pseudo, sources)
     _check_features(cfg, sources)
+    _check_triplet(cfg, sources)
     return cfg, sources
 
 

@@ -44,8 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
         help="validate the recipe and the config once and print, one per line: the recipe's "
         "name, recipe.yaml path, metrics, submission writer, the config's data.folds and "
         "infer.checkpoint, the config file used, data_prep.py's extra options, "
-        "infer.metadata_blend, infer.metadata_weight and whether the config has "
-        "pseudo.teachers (for run.sh)",
+        "infer.metadata_blend, infer.metadata_weight, whether the config has "
+        "pseudo.teachers and whether it trains a triplet embedding (for run.sh)",
     )
     e.add_argument("--recipe", required=True)
     e.add_argument(
@@ -116,6 +116,7 @@ def _env(args: argparse.Namespace) -> int:
         "true" if cfg.infer.metadata_blend else "false",
         "" if cfg.infer.metadata_weight is None else repr(float(cfg.infer.metadata_weight)),
         "true" if cfg.pseudo.teachers and cfg.pseudo.ratio > 0 else "false",
+        "true" if cfg.triplet.enabled else "false",
     ]
     if any("\n" in v for v in values):
         raise ConfigError(f"{recipe.path}: a value holds a line break: {values}")

@@ -25,7 +25,11 @@ from sed.motifs.mining import MotifConfig
 
 def motifs_wanted(cfg: Config) -> bool:
     """Whether stage 1 mines motifs for this config."""
-    return bool(cfg.motifs.enabled or cfg.data.weak_crop == "motif")
+    return bool(
+        cfg.motifs.enabled
+        or cfg.data.weak_crop == "motif"
+        or (cfg.triplet.enabled and cfg.triplet.pairs == "motif")
+    )
 
 
 def motif_config(cfg: Config, sources: Mapping[str, str] | None = None) -> MotifConfig:

@@ -18,6 +18,7 @@ from sed.data.corpus import Corpus
 from sed.datasets.crop_dataset import CropDataset, EpochIndices, events_by_recording
 from sed.datasets.pseudo_dataset import PseudoDataset, WithPseudo
 from sed.datasets.samplers import WithPseudoBatchSampler, build_batch_sampler, pseudo_batch_split
+from sed.datasets.triplets import TripletDataset, motif_pairs, triplet_collate
 from sed.features.dump import FeatureStore, feature_name
 from sed.features.wave_store import WaveStore
 from sed.frames import FrameGrid
@@ -29,6 +30,7 @@ from sed.pseudo.targets import fold_windows
 from sed.pseudo.teacher import teacher_files
 from sed.train.distributed import DistInfo
 from sed.train.evaluate import WholeRecordingEvaluator
+from sed.train.neighbours import NearestNeighbourEvaluator
 from sed.train.optim import build_optimizer, build_scheduler
 from sed.train.trainer import Trainer
 from sed.utils.device import resolve_amp, resolve_device
@@ -90,6 +92,117 @@ def pseudo_dataset(
     )
 
 
+def crop_dataset(
+    cfg: Config,
+    fold: int,
+    corpus: Corpus,
+    store: FeatureStore | WaveStore,
+    train_ids: list[str],
+    events: Mapping[str, np.ndarray],
+    weak: Mapping[str, list[int]],
+    dumpdir: str | Path,
+) -> CropDataset:
+    """The labelled training crops of a fold (``data.*``)."""
+    n_classes = len(corpus.classes)
+    return CropDataset(
+        store,
+        train_ids,
+        events,
+        n_classes,
+        cfg.data.crop_seconds,
+        crop=cfg.data.crop,
+        min_overlap=cfg.data.min_overlap_seconds,
+        speed_prob=cfg.data.speed_perturb_prob,
+        epoch_size=cfg.data.epoch_size,
+        seed=cfg.seed * 100 + fold,
+        random_crop_prob=cfg.data.random_crop_prob,
+        noise_class=cfg.data.noise_class,
+        label_positive=cfg.data.label_positive,
+        label_negative=cfg.data.label_negative,
+        secondary=corpus.secondary_labels() if cfg.data.secondary != "ignore" else None,
+        secondary_mode=cfg.data.secondary,
+        label_secondary=cfg.data.label_secondary,
+        weak=weak,
+        weak_crop=cfg.data.weak_crop,
+        weak_crops_per_file=cfg.data.weak_crops_per_file,
+        weak_head_seconds=cfg.data.weak_head_seconds,
+        weak_spans=(
+            read_motif_spans(motif_dir(cfg, dumpdir) / "motifs.csv")
+            if cfg.data.weak_crop == "motif"
+            else None
+        ),
+    )
+
+
+def triplet_dataset(
+    cfg: Config,
+    fold: int,
+    corpus: Corpus,
+    store: FeatureStore | WaveStore,
+    dumpdir: str | Path,
+    train_ids: list[str],
+    events: Mapping[str, np.ndarray],
+    weak: Mapping[str, list[int]],
+) -> TripletDataset:
+    """Anchor/positive crops of a fold's training recordings (``triplet.enabled``); motif pairs
+    from stage 1's mining when ``triplet.pairs`` is motif."""
+    pairs = (
+        motif_pairs(str(motif_dir(cfg, dumpdir) / "motifs.csv"))
+        if cfg.triplet.pairs == "motif"
+        else None
+    )
+    dataset = TripletDataset(
+        store,
+        train_ids,
+        events,
+        weak,
+        cfg.data.crop_seconds,
+        motif_pairs=pairs,
+        neighbour_prob=cfg.triplet.neighbour_prob,
+        epoch_size=cfg.data.epoch_size,
+        seed=cfg.seed * 100 + fold,
+    )
+    n_motif = sum(not u.whole and u.recording_id not in events for u in dataset.units)
+    log.info(
+        "fold %d: triplet embedding on %d units (%d motif occurrences) of %d species",
+        fold, len(dataset.units), n_motif, len(dataset.by_label),
+    )  # fmt: skip
+    return dataset
+
+
+def neighbour_evaluator(
+    cfg: Config,
+    corpus: Corpus,
+    store: FeatureStore,
+    valid_ids: list[str],
+    events: Mapping[str, np.ndarray],
+    window: int,
+    device: torch.device,
+    dumpdir: str | Path,
+) -> NearestNeighbourEvaluator:
+    """Nearest-neighbour species accuracy of the validation recordings' window embeddings."""
+    valid = set(valid_ids)
+    weak = {r: v for r, v in corpus.primary_labels().items() if r in valid and r not in events}
+    spans = (
+        read_motif_spans(motif_dir(cfg, dumpdir) / "motifs.csv")
+        if cfg.triplet.pairs == "motif"
+        else None
+    )
+    return NearestNeighbourEvaluator(
+        store,
+        valid_ids,
+        events,
+        weak,
+        window,
+        cfg.triplet.eval_windows,
+        cfg.infer.batch_size,
+        device,
+        resolve_amp(cfg.train.amp, device),
+        classes=corpus.classes,
+        spans=spans,
+    )
+
+
 def train_fold(
     cfg: Config,
     fold: int,
@@ -131,35 +244,12 @@ def train_fold(
     # training recordings with a clip label and no events (focal recordings): weak items
     train_set = set(train_ids)
     weak = {r: v for r, v in corpus.primary_labels().items() if r in train_set and r not in events}
-    dataset = CropDataset(
-        store,
-        train_ids,
-        events,
-        n_classes,
-        cfg.data.crop_seconds,
-        crop=cfg.data.crop,
-        min_overlap=cfg.data.min_overlap_seconds,
-        speed_prob=cfg.data.speed_perturb_prob,
-        epoch_size=cfg.data.epoch_size,
-        seed=cfg.seed * 100 + fold,
-        random_crop_prob=cfg.data.random_crop_prob,
-        noise_class=cfg.data.noise_class,
-        label_positive=cfg.data.label_positive,
-        label_negative=cfg.data.label_negative,
-        secondary=corpus.secondary_labels() if cfg.data.secondary != "ignore" else None,
-        secondary_mode=cfg.data.secondary,
-        label_secondary=cfg.data.label_secondary,
-        weak=weak,
-        weak_crop=cfg.data.weak_crop,
-        weak_crops_per_file=cfg.data.weak_crops_per_file,
-        weak_head_seconds=cfg.data.weak_head_seconds,
-        weak_spans=(
-            read_motif_spans(motif_dir(cfg, dumpdir) / "motifs.csv")
-            if cfg.data.weak_crop == "motif"
-            else None
-        ),
-    )
-    if dataset.missing:
+    dataset: CropDataset | TripletDataset
+    if cfg.triplet.enabled:
+        dataset = triplet_dataset(cfg, fold, corpus, store, dumpdir, train_ids, events, weak)
+    else:
+        dataset = crop_dataset(cfg, fold, corpus, store, train_ids, events, weak, dumpdir)
+    if isinstance(dataset, CropDataset) and dataset.missing:
         log.warning(
             "%d training recordings have no features (skipped in stage 1)", len(dataset.missing)
         )
@@ -181,7 +271,9 @@ def train_fold(
             f"{where}: augment has waveform augmentations but the model takes features; set "
             f"model.params.frontend: true to train on waveforms"
         )
-    pseudo = pseudo_dataset(cfg, fold, corpus, expdir, store, n_classes)
+    pseudo = (
+        None if cfg.triplet.enabled else pseudo_dataset(cfg, fold, corpus, expdir, store, n_classes)
+    )
     # with pseudo-labels the sampler draws the labelled part of every batch, the rest is windows
     n_labelled, n_pseudo = (
         pseudo_batch_split(cfg.train.batch_size, cfg.pseudo.ratio, dist_info.world_size)
@@ -217,23 +309,30 @@ def train_fold(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=cfg.train.num_workers > 0,
         worker_init_fn=seed_worker,
+        collate_fn=triplet_collate if cfg.triplet.enabled else None,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     valid_ids = [r for r in valid_ids if r in feature_store.ids]
     device = resolve_device(cfg.train.device)
     window, hop = config_window_frames(cfg, grid)
-    evaluator = WholeRecordingEvaluator(
-        open_store(cfg, dumpdir),
-        valid_ids,
-        corpus.clip_truth(valid_ids),
-        window,
-        hop,
-        cfg.infer.batch_size,
-        device,
-        resolve_amp(cfg.train.amp, device),
-        classes=corpus.classes,
-        events=events,
-    )
+    evaluator: WholeRecordingEvaluator | NearestNeighbourEvaluator
+    if cfg.triplet.enabled:
+        evaluator = neighbour_evaluator(
+            cfg, corpus, open_store(cfg, dumpdir), valid_ids, events, window, device, dumpdir
+        )
+    else:
+        evaluator = WholeRecordingEvaluator(
+            open_store(cfg, dumpdir),
+            valid_ids,
+            corpus.clip_truth(valid_ids),
+            window,
+            hop,
+            cfg.infer.batch_size,
+            device,
+            resolve_amp(cfg.train.amp, device),
+            classes=corpus.classes,
+            events=events,
+        )
     model = build_model_from_config(cfg, n_outputs(cfg, n_classes), sources)
     # the loss may own parameters (center loss centers): built before the optimizer, which
     # optimises them with the model's; Trainer's loss_fn.to(device) keeps the same Parameters
@@ -255,7 +354,7 @@ def train_fold(
         "recordings, %d classes, model %s with %.2fM parameters, time reduction %d, device %s",
         fold,
         len(dataset.ids),
-        len(dataset.weak),
+        len(weak),
         len(dataset),
         len(valid_ids),
         n_classes,
@@ -276,7 +375,7 @@ def train_fold(
         cfg,
         extra_state={"classes": corpus.classes, "fold": fold},
         augment=augment,
-        log_embeddings=uses_center_loss(cfg),
+        log_embeddings=uses_center_loss(cfg) or cfg.triplet.enabled,
         dist_info=dist_info,
     )
     return trainer.fit(progress=progress)

@@ -303,9 +303,10 @@ class Trainer:
             pipe = self.augment if self.phase == 1 else None
             with autocast_context(self.device, self.amp_dtype):
                 out = self.net(batch["feats"], batch, pipe)
-            n_out = out["frame_logits"].shape[1]
-            r = self.model.time_reduction
-            batch["frame_target"] = reduce_frame_targets(batch["frame_target"], r, n_out)
+            if "frame_target" in batch:  # triplet batches have none (sed.datasets.triplets)
+                n_out = out["frame_logits"].shape[1]
+                r = self.model.time_reduction
+                batch["frame_target"] = reduce_frame_targets(batch["frame_target"], r, n_out)
             if "frame_mask" in batch:
                 # an output frame counts only if every input frame it pools counts
                 batch["frame_mask"] = 1 - reduce_frame_targets(1 - batch["frame_mask"], r, n_out)
