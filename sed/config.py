@@ -154,6 +154,21 @@ class SchedulerConf:
     params: dict = field(default_factory=dict)
 
 
+#: ``train.best_metric`` names computed on the clip scores of ``train.selection.positive``
+SELECTION_METRICS = ("fbeta", "precision_at_recall", "ap")
+
+
+@dataclass
+class SelectionConf:
+    """Precision-first model selection on one class (a detector's target species):
+    ``train.best_metric: fbeta | precision_at_recall | ap`` picks best.pt by that class's
+    validation clip scores (:mod:`sed.metrics.selection`); the tuned thresholds are logged."""
+
+    positive: str | None = None  # the class (a name in classes.txt); needed by those metrics
+    beta: float = 0.5  # fbeta: F-beta at the best threshold (0.5: precision weighs twice)
+    recall: float = 0.9  # precision_at_recall: the best precision with recall >= this
+
+
 @dataclass
 class TrainConf:
     max_steps: int = 1000
@@ -175,6 +190,7 @@ class TrainConf:
     additional_steps: int = 0
     figures: bool = True  # TensorBoard figures at each evaluation
     sync_batchnorm: bool = True  # DDP on CUDA: BatchNorm statistics over the global batch
+    selection: SelectionConf = field(default_factory=SelectionConf)
 
 
 @dataclass
@@ -343,6 +359,27 @@ def _check_pseudo(p: PseudoConf, sources: Mapping[str, str]) -> None:
         )
     if len(set(p.teachers)) != len(p.teachers):
         raise bad("teachers", "a list without repeats", p.teachers)
+
+
+def _check_train(t: TrainConf, sources: Mapping[str, str]) -> None:
+    """``train.selection`` ranges, and a class for the selection metrics (that the class is one
+    of classes.txt is checked where the classes are known: the validation evaluator)."""
+    s = t.selection
+    if t.best_metric in SELECTION_METRICS and not s.positive:
+        raise ConfigError(
+            f"{_where('train.best_metric', sources)}: train.best_metric '{t.best_metric}' "
+            "scores one class: set train.selection.positive to its name (in classes.txt)"
+        )
+    if not s.beta > 0:
+        raise ConfigError(
+            f"{_where('train.selection.beta', sources)}: 'train.selection.beta' must be > 0, "
+            f"got {s.beta!r}"
+        )
+    if not 0.0 < s.recall <= 1.0:
+        raise ConfigError(
+            f"{_where('train.selection.recall', sources)}: 'train.selection.recall' must be in "
+            f"(0, 1], got {s.recall!r}"
+        )
 
 
 def _check_triplet(cfg: Config, sources: Mapping[str, str]) -> None:
@@ -746,6 +783,7 @@ def load_config(
     cfg = _build(Config, tree, sources)
     _check_choices(cfg, sources)
     _check_pseudo(cfg.pseudo, sources)
+    _check_train(cfg.train, sources)
     _check_features(cfg, sources)
     _check_triplet(cfg, sources)
     return cfg, sources

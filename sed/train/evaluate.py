@@ -1,4 +1,6 @@
-"""Validation on whole recordings: sliding windows, max over windows, lwlrap (clip and frame)."""
+"""Validation on whole recordings: sliding windows, max over windows, lwlrap (clip and frame)
+and, with ``train.selection.positive``, the selection metrics of that class (F-beta, precision at
+a recall, AP; :mod:`sed.metrics.selection`) with their tuned thresholds."""
 
 from __future__ import annotations
 
@@ -9,22 +11,32 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from sed.config import ConfigError, SelectionConf, closest
 from sed.datasets.targets import reduce_frame_targets, window_targets
 from sed.features.dump import FeatureStore
+from sed.features.wave_store import WaveStore
 from sed.frames import FrameGrid
 from sed.infer.sliding import predict_recording
 from sed.metrics import lwlrap
+from sed.metrics.selection import SELECTION_KEYS, selection_metrics
 
 
 class WholeRecordingEvaluator:
     """Scores a model on whole validation recordings, as inference will see them.
 
     ``lwlrap`` ranks the clip probabilities (max over windows); ``lwlrap_frame`` ranks the max over
-    time of the frame probabilities. After a call, :meth:`per_class` and :meth:`figures` describe
-    the same predictions for TensorBoard.
+    time of the frame probabilities. With ``selection.positive``, the clip probabilities of that
+    class also give ``fbeta``, ``precision_at_recall`` and ``ap`` (``train.best_metric`` may name
+    them) and the thresholds tuned on these rows for the first two, ``fbeta_threshold`` and
+    ``precision_at_recall_threshold`` (probabilities; logged like every metric, so they are in
+    TensorBoard's ``valid/`` scalars and in the ``history`` of checkpoints and
+    ``train_summary.json``). All are NaN while the class has no positive validation recording.
+    After a call, :meth:`per_class` and :meth:`figures` describe the same predictions for
+    TensorBoard.
 
     Args:
-        store: feature dumps.
+        store: feature dumps, or a :class:`~sed.features.wave_store.WaveStore` for a waveform
+            model whose front end stage 1 does not dump (features come from the model's front end).
         ids: validation recordings.
         truth: recording-level labels (N, C).
         window: window in input frames.
@@ -34,11 +46,15 @@ class WholeRecordingEvaluator:
         amp_dtype: autocast dtype or None.
         classes: class names (C); default ``0 .. C-1``.
         events: recording id -> (E, 3) ``onset, offset, class`` (for frame truth in figures).
+        selection: the ``train.selection`` section; its ``positive`` must be one of ``classes``.
+
+    Raises:
+        ConfigError: ``selection.positive`` is not a class.
     """
 
     def __init__(
         self,
-        store: FeatureStore,
+        store: FeatureStore | WaveStore,
         ids: Sequence[str],
         truth: np.ndarray,
         window: int,
@@ -48,6 +64,7 @@ class WholeRecordingEvaluator:
         amp_dtype: torch.dtype | None = None,
         classes: Sequence[str] | None = None,
         events: Mapping[str, np.ndarray] | None = None,
+        selection: SelectionConf | None = None,
     ) -> None:
         self.store, self.ids, self.truth = store, list(ids), truth
         self.window, self.hop, self.batch_size = window, hop, batch_size
@@ -58,6 +75,18 @@ class WholeRecordingEvaluator:
             list(classes) if classes is not None else [str(i) for i in range(truth.shape[1])]
         )
         self.events = dict(events or {})
+        self.selection = selection if selection is not None and selection.positive else None
+        self.positive: int | None = None
+        if self.selection is not None:
+            name = self.selection.positive
+            if name not in self.classes:
+                hint = closest(str(name), self.classes)
+                raise ConfigError(
+                    f"train.selection.positive '{name}' is not a class of this corpus "
+                    f"(classes.txt: {', '.join(self.classes)})"
+                    + (f"; did you mean '{hint}'?" if hint else "")
+                )
+            self.positive = self.classes.index(name)
         self.grid = FrameGrid(int(store.features["sample_rate"]), int(store.features["hop_length"]))
         # the recording shown in figures: the one with the most annotated calls, fixed for the run
         counts = [len(self.events.get(r, ())) for r in self.ids]
@@ -71,7 +100,7 @@ class WholeRecordingEvaluator:
         for rid in self.ids:
             clip, frame = predict_recording(
                 model,
-                self.store.read(rid),
+                self._features(model, rid),
                 self.window,
                 self.hop,
                 self.batch_size,
@@ -85,12 +114,39 @@ class WholeRecordingEvaluator:
                 self._figure_frames = frame
         return np.stack(clips), np.stack(frames)
 
+    @torch.inference_mode()
+    def _features(self, model: nn.Module, rid: str) -> np.ndarray:
+        """The model's input features (F, T) of a whole recording: the dump's, or with a
+        :class:`~sed.features.wave_store.WaveStore` the waveform through the model's own front end
+        (a waveform model whose front end stage 1 does not dump)."""
+        if getattr(self.store, "kind", None) != "wave":
+            return self.store.read(rid)
+        frontend = getattr(model, "frontend", None)
+        if frontend is None:
+            raise ValueError("a waveform store needs a model with a front end (frontend: true)")
+        wave = torch.from_numpy(self.store.read(rid))
+        device = next(model.parameters()).device
+        return frontend(wave[None].to(device))[0].float().cpu().numpy()
+
     def __call__(self, model: nn.Module) -> dict[str, float]:
         clip, frame = self.predict(model)
         self._clip = clip
-        if not self.has_positives:
-            return {"lwlrap": float("nan"), "lwlrap_frame": float("nan")}
-        return {"lwlrap": lwlrap(self.truth, clip), "lwlrap_frame": lwlrap(self.truth, frame)}
+        out = {"lwlrap": float("nan"), "lwlrap_frame": float("nan")}
+        if self.has_positives:
+            out = {"lwlrap": lwlrap(self.truth, clip), "lwlrap_frame": lwlrap(self.truth, frame)}
+        if self.selection is not None:
+            out.update(self._selection(clip))
+        return out
+
+    def _selection(self, clip: np.ndarray) -> dict[str, float]:
+        """Selection metrics of the positive class on the clip scores (N, C)."""
+        assert self.selection is not None and self.positive is not None
+        truth = self.truth[:, self.positive]
+        if not truth.any():  # undefined until a validation recording holds the class
+            return dict.fromkeys(SELECTION_KEYS, float("nan"))
+        return selection_metrics(
+            truth, clip[:, self.positive], self.selection.beta, self.selection.recall
+        )
 
     def per_class(self) -> dict[str, dict[str, float]]:
         """``{"valid_ap": {class: AP}}`` of the last call's clip scores (classes with positives)."""
@@ -114,7 +170,7 @@ class WholeRecordingEvaluator:
         )
         if self.figure_id is not None and self._figure_frames is not None:
             rid, frames = self.figure_id, self._figure_frames
-            feats = self.store.read(rid)
+            feats = self._features(model, rid)
             # the stitched frames are T // r (a ratio guessed from their count is off for a
             # stride-32 model on a short recording: 188 frames -> 5, guessed r 38, not 32)
             r = int(model.time_reduction)
@@ -142,7 +198,7 @@ class WholeRecordingEvaluator:
         net = model.body if getattr(model, "frontend", None) is not None else model
         embs, labels = [], []
         for rid in self.ids:
-            feats = torch.from_numpy(self.store.read(rid))
+            feats = torch.from_numpy(self._features(model, rid))
             ev = np.asarray(self.events.get(rid, np.zeros((0, 3))), dtype=np.float64)
             for s in range(0, max(1, feats.shape[1] - self.window + 1), self.window):
                 win = feats[:, s : s + self.window]

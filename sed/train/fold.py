@@ -332,6 +332,7 @@ def train_fold(
             resolve_amp(cfg.train.amp, device),
             classes=corpus.classes,
             events=events,
+            selection=cfg.train.selection,
         )
     model = build_model_from_config(cfg, n_outputs(cfg, n_classes), sources)
     # the loss may own parameters (center loss centers): built before the optimizer, which
