@@ -195,7 +195,8 @@ def test_sed_infer_with_onnx_leaves_the_training_stack_unloaded(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["rc"] == 0
     loaded = result["modules"]
-    assert "sed.infer.onnx_backend" in loaded  # the run went through the ONNX backend
+    assert "sed.infer.lite.run" in loaded  # the run went through the torch-free ONNX path
+    assert not [m for m in loaded if m == "torch" or m.startswith("torch.")]
     assert not [m for m in loaded if m == "sed.train" or m.startswith("sed.train.")]
     assert not [m for m in loaded if m.startswith("torch.utils.tensorboard")]
     assert (tmp_path / "clip_scores.csv").exists()

@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("sed.bin.infer_files", "run a trained experiment or ONNX model on audio files"),
     "export": ("sed.bin.export", "export a trained fold model to ONNX"),
     "synth": ("sed.data.synth", "generate a synthetic corpus in a Kaggle layout (see --help)"),
+    "serve": ("sed.bin.serve", "serve a trained model over HTTP (streamed NDJSON results)"),
+    "review": ("sed.bin.review", "cut detections into segments, review them, merge into a corpus"),
 }
 
 

@@ -21,8 +21,16 @@ scored with sliding windows and written into ``--outdir``:
 - ``raven/<id>.Table.1.selections.txt``: the detections as Raven selection tables.
 - ``skipped.csv``: file, reason (files that could not be read); ``summary.json``: settings, counts,
   speed.
+- ``report/<id>.txt``: the detections as HH:MM:SS spans with scores, merged spans and counts per
+  hour, for a person to read; ``report/report.json`` and ``report/summary.csv`` over all files
+  (``--no-report``: none).
 
 ``<id>`` is the file's path below the folder it was found in, without suffix, ``/`` -> ``__``.
+
+An ``.onnx`` file runs on the lite path (:mod:`sed.infer.lite`: numpy log-mel and onnxruntime,
+no torch or pandas imported, the same outputs) unless it needs the full path (test-time views
+without ``--no_tta``); ``--no-lite`` forces the full path, ``--lite`` the lite one, and ``--nj N``
+(lite only) shares the files among N worker processes.
 Unreadable files are reported and skipped (``--strict``: the first one stops the run); the exit
 status is non-zero only when no file could be processed.
 """
@@ -30,17 +38,10 @@ status is non-zero only when no file could be processed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
-
-import torch
-
-from sed.bin.common import setup_logging
-from sed.features.audio import AudioError
-from sed.infer.files import collect_files, infer_files, load_model
-from sed.infer.tta import View
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +149,142 @@ def get_parser() -> argparse.ArgumentParser:
         help="stop at the first missing or unreadable file instead of skipping it",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--lite",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="onnx: the torch-free path (sed.infer.lite); default: it for a .onnx file unless "
+        "the file needs the full path (test-time views)",
+    )
+    p.add_argument(
+        "--nj",
+        type=int,
+        default=1,
+        help="lite: worker processes over the files (0: one per core); --threads is shared "
+        "among them",
+    )
+    p.add_argument(
+        "--overlap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="lite: decode and compute features in a second thread while the model runs",
+    )
+    p.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="human reports in <outdir>/report/: <id>.txt (detections as HH:MM:SS, merged "
+        "spans, counts per hour), report.json, summary.csv",
+    )
+    p.add_argument(
+        "--report_gap",
+        type=float,
+        default=2.0,
+        help="report: detections of a class at most this many seconds apart are merged",
+    )
     return p
+
+
+def _setup_logging() -> None:
+    # sed.bin.common.setup_logging's format, without importing its config stack
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _main_lite(args: argparse.Namespace, argv: list[str]) -> int | None:
+    """The lite path; None when the model needs the full path and ``--lite`` was not given."""
+    from sed.features.audio import AudioError
+    from sed.infer.lite.model import LiteUnsupported
+    from sed.infer.lite.run import Options, collect_files, infer_lite
+
+    files, skipped = collect_files(args.inputs)
+    for item, reason in skipped:
+        if args.strict:
+            print(f"sedkit infer: {item}: {reason} (--strict)", file=sys.stderr)
+            return 1
+        log.warning("skipped: %s: %s", item, reason)
+    opts = Options(
+        model=args.model,
+        outdir=args.outdir,
+        threads=args.threads,
+        nj=args.nj,
+        window_seconds=args.window_seconds,
+        hop_seconds=args.hop_seconds,
+        batch_size=args.batch_size,
+        gate_activity=args.gate_activity,
+        no_tta=args.no_tta,
+        threshold=args.threshold,
+        median_frames=args.median_frames,
+        min_duration=args.min_duration,
+        merge_gap=args.merge_gap,
+        block_seconds=args.block_seconds,
+        overlap=args.overlap,
+        strict=args.strict,
+        progress=not args.no_progress,
+    )
+    try:
+        summary = infer_lite(opts, files, skipped, argv)
+    except LiteUnsupported as e:
+        if args.lite:
+            print(f"sedkit infer: {e} (--lite)", file=sys.stderr)
+            return 1
+        log.info("%s: running the full path", e)
+        return None
+    except (FileNotFoundError, ValueError) as e:
+        print(f"sedkit infer: {e}", file=sys.stderr)
+        return 1
+    except AudioError as e:
+        print(f"sedkit infer: {e} (--strict)", file=sys.stderr)
+        return 1
+    if summary["n_files"] == 0:
+        print("sedkit infer: no file could be processed (see skipped.csv)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    setup_logging()
+    _setup_logging()
+    argv_list = list(argv) if argv is not None else sys.argv[1:]
+    rc = _dispatch(args, argv_list)
+    if rc == 0 and args.report:
+        from sed.infer.report import reports_from_infer_outdir  # numpy only
+
+        reports_from_infer_outdir(args.outdir, args.report_gap)
+    return rc
+
+
+def _dispatch(args: argparse.Namespace, argv_list: list[str]) -> int:
+    """The lite path for an .onnx file when it can, else the full path."""
+    onnx_file = Path(args.model).suffix == ".onnx" and args.backend in ("auto", "onnx")
+    if args.lite and not onnx_file:
+        print("sedkit infer: --lite runs .onnx files only", file=sys.stderr)
+        return 2
+    if onnx_file and args.lite is not False:
+        rc = _main_lite(args, argv_list)
+        if rc is not None:
+            return rc
+    if args.nj != 1:
+        print("sedkit infer: --nj needs the lite path (an .onnx file)", file=sys.stderr)
+        return 2
+    return _main_full(args, argv_list)
+
+
+def _main_full(args: argparse.Namespace, argv: list[str]) -> int:
+    """The full path: torch (experiment folders) or the torch-loaded onnx backend."""
+    import dataclasses
+
+    import torch
+
+    from sed.features.audio import AudioError
+    from sed.infer.files import collect_files, infer_files, load_model
+    from sed.infer.tta import View
+
     if args.threads:
         # the front end (and the torch backend) run in this process's torch thread pool
         torch.set_num_threads(args.threads)
@@ -203,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped,
             strict=args.strict,
             progress=not args.no_progress,
-            argv=list(argv) if argv is not None else sys.argv[1:],
+            argv=argv,
         )
     except AudioError as e:
         print(f"sedkit infer: {e} (--strict)", file=sys.stderr)
