@@ -54,12 +54,15 @@ class EmbeddingConf:
 
 @dataclass
 class FeaturesConf:
-    """Stage-1 features: log-mel (stage 1 dumps and on-the-fly extraction share it), or the
-    embeddings of a pretrained model (``kind: embedding``, see :class:`EmbeddingConf`)."""
+    """Stage-1 features: log-mel (stage 1 dumps and on-the-fly extraction share it), the
+    embeddings of a pretrained model (``kind: embedding``, see :class:`EmbeddingConf`), or the
+    waveform framed on the feature grid for waveform encoders (``kind: wave``,
+    :class:`sed.features.frontend.WaveFrames`)."""
 
-    # logmel | embedding; with embedding, sample_rate is the extractor's input rate, n_mels the
-    # embedding size D (the models' input channels), hop_length is derived from
-    # embedding.hop_seconds and the other log-mel keys do not apply
+    # logmel | embedding | wave; with embedding, sample_rate is the extractor's input rate, n_mels
+    # the embedding size D (the models' input channels), hop_length is derived from
+    # embedding.hop_seconds and the other log-mel keys do not apply; with wave, n_mels is derived
+    # (= hop_length: the samples of a frame) and the other log-mel keys do not apply
     kind: str = "logmel"
     embedding: EmbeddingConf = field(default_factory=EmbeddingConf)
     sample_rate: int = 32000  # audio is resampled to this rate
@@ -297,7 +300,7 @@ class Config:
 
 # values some keys may take (registries check model, loss and augmentation names themselves)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "features.kind": ("logmel", "embedding"),
+    "features.kind": ("logmel", "embedding", "wave"),
     "features.dtype": ("float16", "float32"),
     "data.crop": ("positive_centered", "random"),
     "data.secondary": ("ignore", "value", "mask"),
@@ -456,6 +459,8 @@ def _check_features(cfg: Config, sources: Mapping[str, str]) -> None:
         changed = [k for k in emb if k != "features.embedding" and _differs(cfg, k, defaults)]
         if changed:
             raise bad(changed[0], f"applies to features.kind: embedding only (kind is '{f.kind}')")
+        if f.kind == "wave":
+            _check_wave_features(f, defaults, bad, "features.n_mels" in sources)
         return
     e = f.embedding
     if not e.name:
@@ -502,6 +507,32 @@ def _check_features(cfg: Config, sources: Mapping[str, str]) -> None:
                 f"{_where('infer.tta', sources)}: 'infer.tta[{i}]' is a speed view, which needs "
                 "speed-perturbed dumps: features.kind: embedding has none (shift views work)"
             )
+
+
+def _check_wave_features(
+    f: FeaturesConf,
+    defaults: FeaturesConf,
+    bad: Callable[[str, str], ConfigError],
+    n_mels_set: bool,
+) -> None:
+    """``features.kind: wave``: the waveform framed into hops (``(hop_length, T)``), so
+    ``n_mels`` is derived (= hop_length) and the log-mel settings must be left out."""
+    for key in LOGMEL_ONLY:
+        if getattr(f, key) != getattr(defaults, key):
+            raise bad(
+                f"features.{key}",
+                "is a log-mel setting; it does not apply to features.kind: wave (remove it)",
+            )
+    for key in ("sample_rate", "hop_length"):
+        if getattr(f, key) <= 0:
+            raise bad(f"features.{key}", f"must be > 0, got {getattr(f, key)!r}")
+    if n_mels_set and f.n_mels != f.hop_length:
+        raise bad(
+            "features.n_mels",
+            f"is {f.n_mels}, but features.kind: wave frames hold hop_length ({f.hop_length}) "
+            "samples: leave n_mels out (it is derived)",
+        )
+    f.n_mels = f.hop_length
 
 
 def _differs(cfg: Config, dotted: str, defaults: FeaturesConf) -> bool:

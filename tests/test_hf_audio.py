@@ -276,52 +276,46 @@ def test_transformers_is_imported_only_when_built() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("frontend", [True, False])
 def test_waveform_model_trains_and_validates_through_train_fold(
-    prepared, tmp_path, monkeypatch: pytest.MonkeyPatch
+    prepared, tmp_path, frontend: bool
 ) -> None:
-    """wav2vec2 as a waveform model (``frontend: true``): WaveStore crops, the trainer's
-    front end / body split (frame targets reduced at the declared rate), validation on
-    waveforms through the model's own front end. The two hooks stand for what sed/models and
-    sed/train/fold.py must do for it (see the module docstring)."""
+    """conf/hf/tiny (wav2vec2, ``features.kind: wave``) through sed.train.fold as configured:
+    with ``frontend: true`` WaveStore crops and the trainer's front end / body split (frame
+    targets reduced at the declared rate), without it crops of the dumped frames; validation on
+    the stage-1 dump of the framed waveform either way."""
     from pathlib import Path
 
     import numpy as np
 
     from sed.config import load_config
     from sed.data.corpus import Corpus
-    from sed.features.wave_store import WaveStore
-    from sed.models.wrappers import WaveformSED
-    from sed.train import fold as fold_mod
+    from sed.features.dump import dump_features, feature_name
+    from sed.features.frontend import WaveFrames
+    from sed.models.build import build_model_from_config
     from sed.train.checkpoint import load_checkpoint
+    from sed.train.fold import train_fold
 
-    data, dump = prepared
+    data, _ = prepared
     corpus = Corpus.load(data)
-    tiny = Path(__file__).resolve().parents[1] / "conf" / "cnn" / "tiny.yaml"
+    tiny = Path(__file__).resolve().parents[1] / "conf" / "hf" / "tiny.yaml"
     cfg, sources = load_config(
         tiny,
         "train.max_steps=4 train.eval_every_steps=2 train.log_every_steps=1 train.figures=false "
-        "data.crop_seconds=1.0 model.params.frontend=true",
+        f"data.crop_seconds=1.0 model.params.frontend={str(frontend).lower()}"
+        # waveform augmentations need the front end inside the model
+        + ("" if frontend else " augment=[]"),
     )
-    hop, rate = cfg.features.hop_length, cfg.features.sample_rate  # 256 samples at 16 kHz
-    conv = {"conv_dim": [16] * 4, "conv_kernel": [10, 8, 4, 4], "conv_stride": [8, 4, 4, 2]}
-
-    def build(cfg, n_classes, sources=None):
-        body = HFAudioSED(
-            n_classes, cfg.features.n_mels, "wav2vec2", {**CONFIGS["wav2vec2"], **conv},
-            sample_rate=rate, hop_length=hop,
-        )  # fmt: skip
-        return WaveformSED(WaveFrames(hop, rate), body)
-
-    real = fold_mod.WholeRecordingEvaluator
-
-    def on_waves(store, *args, **kwargs):
-        waves = WaveStore(corpus.recordings, cfg.features, sorted(store.ids))
-        return real(waves, *args, **kwargs)
-
-    monkeypatch.setattr(fold_mod, "build_model_from_config", build)
-    monkeypatch.setattr(fold_mod, "WholeRecordingEvaluator", on_waves)
-    result = fold_mod.train_fold(cfg, 0, corpus, dump, tmp_path, sources, progress=False)
+    assert (cfg.features.kind, cfg.features.n_mels) == ("wave", cfg.features.hop_length)
+    dump = tmp_path / "dump"
+    dump_features(
+        corpus.recordings, cfg.features, dump / feature_name(cfg.features), progress=False
+    )
+    model = build_model_from_config(cfg, len(corpus.classes), sources)
+    assert isinstance(getattr(model, "frontend", None), WaveFrames) == frontend
+    result = train_fold(cfg, 0, corpus, dump, tmp_path / "exp", sources, progress=False)
     assert result["steps"] == 4 and len(result["history"]) == 2
     assert np.isfinite([h["lwlrap"] for h in result["history"]]).all()
-    best = load_checkpoint(tmp_path / "fold0" / "checkpoints" / "best.pt")
-    assert any(k.startswith("body.encoder.feature_extractor") for k in best["model"])
+    best = load_checkpoint(tmp_path / "exp" / "fold0" / "checkpoints" / "best.pt")
+    prefix = "body." if frontend else ""
+    assert any(k.startswith(prefix + "encoder.feature_extractor") for k in best["model"])

@@ -1,5 +1,6 @@
-"""Stage 1: the features of every recording into HDF5: log-mel (and speed-perturbed copies), or
-the embeddings of a pretrained model (``features.kind: embedding``, :mod:`sed.embeddings`).
+"""Stage 1: the features of every recording into HDF5: log-mel (and speed-perturbed copies), the
+waveform framed on the feature grid for waveform encoders (``features.kind: wave``), or the
+embeddings of a pretrained model (``features.kind: embedding``, :mod:`sed.embeddings`).
 
 Exit status: 0 on success (undecodable files are listed in ``<feat_dir>/skipped.csv``), 2 on a
 bad config or manifest, a missing optional package (BirdNET: the message says how to install it),

@@ -95,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:  # ValueError: a checkpoint refused as unsafe
         print(f"sedkit export: {e}", file=sys.stderr)
         return 1
+    if cfg.features.kind != "logmel":
+        print(
+            f"sedkit export: {args.expdir}: features.kind '{cfg.features.kind}': ONNX export "
+            "supports log-mel experiments only (run the experiment folder with sedkit infer)",
+            file=sys.stderr,
+        )
+        return 1
     meta = {"sed.expdir": args.expdir, "sed.fold": args.fold, "sed.checkpoint": args.checkpoint}
     # stage 4's tuned thresholds travel with the model, so sedkit infer detects as stage 4 does
     tuned = Path(args.expdir) / "infer" / args.checkpoint / "thresholds.json"

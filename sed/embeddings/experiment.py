@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sed.embeddings.base import EmbeddingExtractor, register_extractor
-from sed.features.frontend import LogMel
+from sed.features.frontend import build_frontend
 from sed.models.loading import (
     checkpoint_path,
     default_checkpoint,
@@ -84,7 +84,7 @@ class ExperimentExtractor(EmbeddingExtractor):
         self.device = torch.device(device)
         model, cfg, classes = load_fold_model(self.expdir, self.fold, self.checkpoint, self.device)
         self.model = _feature_model(model)
-        self.frontend = LogMel.from_config(cfg.features).to(self.device).eval()
+        self.frontend = build_frontend(cfg.features).to(self.device).eval()
         self.sample_rate = int(cfg.features.sample_rate)
         # the experiment's inference window (sed.infer.engine.infer_windows)
         self.window_seconds = float(

@@ -1,4 +1,5 @@
-"""Stage 1: decode every recording, compute log-mel features and store them in HDF5.
+"""Stage 1: decode every recording, compute log-mel features (or, with ``features.kind: wave``, the
+waveform framed on the feature grid, ``(hop_length, T)``) and store them in HDF5.
 
 Layout (one folder per feature configuration, one file per speed factor)::
 
@@ -33,7 +34,7 @@ import yaml
 
 from sed.config import FeaturesConf
 from sed.features.audio import AudioError, load_audio, speed_perturb
-from sed.features.frontend import LogMel
+from sed.features.frontend import LogMel, WaveFrames, build_frontend
 from sed.fileio import atomic_path, write_csv, write_text
 from sed.utils.progress import progress_bar
 
@@ -46,17 +47,23 @@ RUNTIME_PARAMS = ("num_threads", "batch_size", "device")
 
 
 def feature_name(feats: FeaturesConf) -> str:
-    """Folder name of a feature configuration, e.g. ``logmel64_sr32000_hop320_1a2b3c`` or, for
-    ``kind: embedding``, ``emb_birdnet_h1_1a2b3c``.
+    """Folder name of a feature configuration, e.g. ``logmel64_sr32000_hop320_1a2b3c``, for
+    ``kind: embedding`` ``emb_birdnet_h1_1a2b3c``, for ``kind: wave``
+    ``wave_sr16000_hop320_1a2b3c``.
 
     The hash covers every setting that changes the numbers: for log-mel all keys but
     ``speed_perturb`` (the extra dumps live in the same folder), for embeddings the extractor,
     its parameters (without :data:`RUNTIME_PARAMS`), the hop, the rate, the size and the storage
-    type. ``embedding.logits`` is not in the name: the logits are an extra file of the folder.
+    type, for wave frames the rate, the hop and the storage type. ``embedding.logits`` is not in
+    the name: the logits are an extra file of the folder.
     """
     d = dataclasses.asdict(feats)
     kind = d.pop("kind")
     emb = d.pop("embedding")
+    if kind == "wave":
+        keep = {"kind": kind, **{k: d[k] for k in ("sample_rate", "hop_length", "dtype")}}
+        digest = hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:6]
+        return f"wave_sr{feats.sample_rate}_hop{feats.hop_length}_{digest}"
     if kind == "embedding":
         emb.pop("logits")
         emb["params"] = {k: v for k, v in emb["params"].items() if k not in RUNTIME_PARAMS}
@@ -96,7 +103,7 @@ def dump_path(feat_dir: str | Path, speed: float = 1.0) -> Path:
     return Path(feat_dir) / speed_dir(speed) / "feats.h5"
 
 
-_worker_frontend: LogMel | None = None
+_worker_frontend: LogMel | WaveFrames | None = None
 _worker_conf: FeaturesConf | None = None
 
 
@@ -105,7 +112,7 @@ def _init_worker(feats: FeaturesConf) -> None:
     # several worker processes on few cores: one intra-op thread each avoids oversubscription
     torch.set_num_threads(1)
     _worker_conf = feats
-    _worker_frontend = LogMel.from_config(feats).eval()
+    _worker_frontend = build_frontend(feats)
 
 
 def _extract(job: tuple[str, str, tuple[float, ...]]) -> tuple[str, dict[float, np.ndarray] | str]:
@@ -117,9 +124,12 @@ def _extract(job: tuple[str, str, tuple[float, ...]]) -> tuple[str, dict[float, 
         return rid, str(e)
     out = {}
     dtype = np.dtype(_worker_conf.dtype)
+    logmel = _worker_conf.kind == "logmel"
     with torch.inference_mode():
         for s in speeds:
-            w, n = pad_for_stft(speed_perturb(wave, sr, s), _worker_conf.n_fft)
+            w = speed_perturb(wave, sr, s)
+            # the STFT needs half a window; wave frames zero-pad any length themselves
+            w, n = pad_for_stft(w, _worker_conf.n_fft) if logmel else (w, len(w))
             if n < len(w):
                 log.warning(
                     "%s: %d samples at speed %g, shorter than half an FFT window (%d); "
@@ -134,7 +144,8 @@ def _extract(job: tuple[str, str, tuple[float, ...]]) -> tuple[str, dict[float, 
             feats = _worker_frontend(torch.from_numpy(w)).numpy()[:, :n_frames].astype(dtype)
             if not np.all(np.isfinite(feats)):
                 # finite samples can still overflow the power spectrum (or the storage dtype)
-                reason = f"log-mel features are not finite at speed {s:g} (huge samples?)"
+                what = "log-mel features are" if logmel else "samples stored as frames are"
+                reason = f"{what} not finite at speed {s:g} (huge samples?)"
                 return rid, f"{path}: {reason}"
             out[s] = feats
     return rid, out
@@ -210,7 +221,8 @@ def dump_features(
     strict: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Extract log-mel features of every recording into HDF5 dumps (one per speed factor).
+    """Extract the features of every recording into HDF5 dumps (one per speed factor): log-mel,
+    or the framed waveform ``(hop_length, T)`` of ``features.kind: wave``.
 
     Bad input: audio is decoded by :func:`sed.features.audio.load_audio` (multichannel files are
     averaged to mono, other sample rates resampled); a missing, empty or undecodable file, one
@@ -300,6 +312,8 @@ class FeatureStore:
         speeds: speed factors to open (1.0 is always available).
     """
 
+    #: ``features``; ``wave_frames`` for a dump of ``kind: wave`` (a crop shorter than its
+    #: window is padded with silence, 0, not with the features' floor)
     kind = "features"
 
     def __init__(self, feat_dir: str | Path, speeds: tuple[float, ...] = (1.0,)) -> None:
@@ -314,6 +328,8 @@ class FeatureStore:
         with h5py.File(dump_path(self.feat_dir, 1.0), "r") as h5:
             self.ids = set(h5.keys())
             self.features = json.loads(h5.attrs["features"])
+        if self.features.get("kind") == "wave":
+            self.kind = "wave_frames"
 
     def _file(self, speed: float) -> h5py.File:
         # h5py handles must not cross a fork: reopen in each worker process

@@ -1,8 +1,18 @@
-"""The log-mel front end as a torch module, shared by stage 1 dumps and on-the-fly models."""
+"""The front ends as torch modules, shared by stage 1 dumps, waveform models and ``sedkit infer``.
+
+A front end maps a waveform ``(N,)`` or ``(B, N)`` to the model's input on the feature frame grid
+of :mod:`sed.frames`, ``(rows, N // hop + 1)``: :class:`LogMel` (``features.kind: logmel``, rows =
+``n_mels``) or :class:`WaveFrames` (``features.kind: wave``, the waveform itself cut into hops,
+rows = ``hop_length``, for waveform encoders such as wav2vec2). :func:`build_frontend` picks the
+one of a ``features`` section; stage 1 dumps its output, and a waveform model
+(``model.params.frontend: true``) and ``sedkit infer`` run it on audio, so windows, targets and
+stitching are the same code for every kind.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
@@ -102,9 +112,17 @@ class LogMel(nn.Module):
     @classmethod
     def from_config(cls, feats) -> LogMel:
         """Build from a :class:`sed.config.FeaturesConf` (log-mel features only)."""
-        if getattr(feats, "kind", "logmel") != "logmel":
+        kind = getattr(feats, "kind", "logmel")
+        if kind == "wave":
             raise ValueError(
-                f"features.kind is '{feats.kind}': an embedding experiment has no log-mel front "
+                "features.kind is 'wave': the model takes the framed waveform "
+                "(sed.features.frontend.WaveFrames), not log-mel; ONNX export and the "
+                "torch-free ONNX runtime do not support waveform encoders (run sedkit infer "
+                "on the experiment folder)"
+            )
+        if kind != "logmel":
+            raise ValueError(
+                f"features.kind is '{kind}': an embedding experiment has no log-mel front "
                 "end (sedkit infer uses sed.infer.embedding_frontend; ONNX export does not "
                 "support embedding experiments)"
             )
@@ -119,3 +137,78 @@ class LogMel(nn.Module):
             power=feats.power,
             log_offset=feats.log_offset,
         )
+
+
+class WaveFrames(nn.Module):
+    """Waveforms ``(B, N)`` -> frames on the feature grid ``(B, hop, N // hop + 1)``.
+
+    Column ``i`` holds samples ``[i*hop - hop//2, i*hop - hop//2 + hop)`` (zeros outside the
+    signal): it is centred on sample ``i * hop`` like log-mel frame ``i`` (:mod:`sed.frames`), and
+    :meth:`unframe` gives the samples back in order. The front end of ``features.kind: wave``:
+    the same shape contract as :class:`LogMel`, so windows, targets and stitching need no change
+    for a waveform encoder.
+
+    Args:
+        hop_length: samples per frame (the feature hop).
+        sample_rate: for :attr:`grid`.
+
+    Attributes:
+        n_fft: the span of a frame rounded up to even, as :class:`LogMel`'s FFT size: a frame
+            needs ``n_fft // 2`` samples after its centre (``sed.infer.stream.FeatureStream``
+            emits a frame once they are decoded).
+    """
+
+    def __init__(self, hop_length: int, sample_rate: int = 16000) -> None:
+        super().__init__()
+        self.hop_length = int(hop_length)
+        if self.hop_length < 1:
+            raise ValueError(f"hop_length must be >= 1, got {hop_length}")
+        self.grid = FrameGrid(int(sample_rate), self.hop_length)
+        self.n_mels = self.hop_length  # rows of the output, as LogMel's n_mels
+        self.n_fft = 2 * ((self.hop_length + 1) // 2)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Args: wave (Tensor): (B, N) or (N,). Returns: (B, hop, N // hop + 1) (or (hop, T))."""
+        single = wave.ndim == 1
+        x = wave[None] if single else wave
+        hop = self.hop_length
+        n_frames = x.shape[-1] // hop + 1
+        left = hop // 2
+        x = F.pad(x, (left, n_frames * hop - x.shape[-1] - left))
+        frames = x.reshape(x.shape[0], n_frames, hop).transpose(1, 2)
+        return frames[0] if single else frames
+
+    @staticmethod
+    def unframe(frames: torch.Tensor) -> torch.Tensor:
+        """Args: frames (Tensor): (B, hop, T). Returns: (B, hop * T), from sample ``-hop // 2``."""
+        return frames.transpose(1, 2).reshape(frames.shape[0], -1)
+
+    @classmethod
+    def from_config(cls, feats) -> WaveFrames:
+        """Build from a :class:`sed.config.FeaturesConf` of ``kind: wave``."""
+        if getattr(feats, "kind", "logmel") != "wave":
+            raise ValueError(f"features.kind is '{feats.kind}', not wave")
+        return cls(feats.hop_length, feats.sample_rate)
+
+
+#: the front end of each features kind that is computed from the waveform by sed itself
+FRONTENDS: dict[str, type[LogMel] | type[WaveFrames]] = {"logmel": LogMel, "wave": WaveFrames}
+
+
+def build_frontend(feats) -> LogMel | WaveFrames:
+    """The front end of a ``features`` section, in evaluation mode: :class:`LogMel` for
+    ``kind: logmel``, :class:`WaveFrames` for ``kind: wave``. Both map a waveform ``(N,)`` or
+    ``(B, N)`` to ``(rows, N // hop_length + 1)`` and carry ``n_fft`` (the context a frame needs:
+    ``n_fft // 2`` samples either side of its centre) through the config or the attribute.
+
+    Raises:
+        ValueError: ``kind: embedding`` (its extractor is
+            :class:`sed.infer.embedding_frontend.EmbeddingFrontend`, outside torch).
+    """
+    kind = getattr(feats, "kind", "logmel")
+    if kind not in FRONTENDS:
+        raise ValueError(
+            f"features.kind '{kind}' has no torch front end (an embedding experiment's is "
+            "sed.infer.embedding_frontend.EmbeddingFrontend)"
+        )
+    return FRONTENDS[kind].from_config(feats).eval()

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from sed.config import FeaturesConf
-from sed.features.frontend import LogMel
+from sed.features.frontend import LogMel, WaveFrames
+from sed.features.frontend import build_frontend as torch_frontend
 
 __all__ = ["EmbeddingFrontend", "build_frontend"]
 
@@ -97,12 +97,12 @@ class EmbeddingFrontend:
         return torch.from_numpy(emb)
 
 
-def build_frontend(features: FeaturesConf) -> nn.Module | EmbeddingFrontend:
+def build_frontend(features: FeaturesConf) -> LogMel | WaveFrames | EmbeddingFrontend:
     """The front end of a ``features`` section, in evaluation mode: ``LogMel`` for log-mel,
-    :class:`EmbeddingFrontend` for ``kind: embedding``. Both map a waveform (N,) to frames
-    (D, N // hop_length + 1); the context a frame needs is ``features.n_fft`` for log-mel and
-    the embedding front end's ``n_fft`` attribute (its window) otherwise:
+    ``WaveFrames`` for ``kind: wave``, :class:`EmbeddingFrontend` for ``kind: embedding``. Each
+    maps a waveform (N,) to frames (D, N // hop_length + 1); the context a frame needs is
+    ``features.n_fft`` for log-mel and the front end's ``n_fft`` attribute otherwise:
     ``getattr(frontend, "n_fft", features.n_fft)``."""
     if features.kind == "embedding":
         return EmbeddingFrontend(features)
-    return LogMel.from_config(features).eval()
+    return torch_frontend(features)  # log-mel or wave frames

@@ -2,11 +2,12 @@
 
 A file is read in blocks (soundfile) -> downmixed to mono -> resampled block by block
 (``soxr.ResampleStream``, any input rate) -> turned into log-mel frames by the experiment's own
-:class:`sed.features.frontend.LogMel` -> handed to the windowing engine
-(:class:`sed.infer.engine.WindowEngine`: windows, scored in batches, stitched on the model's
-global output frame grid). Only a block of audio, the STFT context, the frames of the windows not
-yet emitted and one batch of windows are held at a time; what grows with the length of the
-recording is the output itself (``frame (T', C)``: 10 hours of a 32x reducing model at 93.75
+:class:`sed.features.frontend.LogMel` (a waveform encoder's ``features.kind: wave``: the framed
+waveform, :class:`sed.features.frontend.WaveFrames`; see :func:`experiment_frontend`) -> handed to
+the windowing engine (:class:`sed.infer.engine.WindowEngine`: windows, scored in batches, stitched
+on the model's global output frame grid). Only a block of audio, the STFT context, the frames of
+the windows not yet emitted and one batch of windows are held at a time; what grows with the length
+of the recording is the output itself (``frame (T', C)``: 10 hours of a 32x reducing model at 93.75
 frames/s and 24 classes are ~10 MB per fold).
 
 The results equal those of decoding the whole file, running ``LogMel`` on it and running the
@@ -37,8 +38,9 @@ import torch
 
 from sed.config import FeaturesConf
 from sed.features.audio import AudioError
+from sed.features.frontend import build_frontend
 from sed.frames import FrameGrid
-from sed.infer.embedding_frontend import build_frontend
+from sed.infer.embedding_frontend import EmbeddingFrontend
 from sed.infer.engine import (
     CLIP_SCORES,
     FRAME_COMBINES,
@@ -585,6 +587,18 @@ class LoadedModel:
         )
 
 
+def experiment_frontend(
+    features: FeaturesConf,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The front end stage 1 ran for these features, in evaluation mode: waveform (N,) ->
+    (n_mels, N // hop + 1), with ``n_fft`` (the config's or the front end's attribute) the
+    context a frame needs. Log-mel, the framed waveform of ``kind: wave`` (waveform encoders),
+    or the embedding extractor of ``kind: embedding``."""
+    if features.kind == "embedding":
+        return EmbeddingFrontend(features)
+    return build_frontend(features)
+
+
 def load_experiment(
     expdir: str | Path,
     checkpoint: str = "best",
@@ -643,7 +657,7 @@ def load_experiment(
         thresholds = 0.5
     return LoadedModel(
         scorer=TorchScorer(models, device, amp_dtype),
-        frontend=build_frontend(cfg0.features),
+        frontend=experiment_frontend(cfg0.features),
         features=cfg0.features,
         classes=classes0,
         window_seconds=window,

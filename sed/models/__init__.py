@@ -98,38 +98,71 @@ def build_model(
     Args:
         name: registry name (``model.name``).
         n_classes: output classes (from classes.txt; configs never hard-code it).
-        n_mels: input mel bands.
+        n_mels: input rows (mel bands, embedding size, or the hop of ``features.kind: wave``).
         params: constructor arguments (``model.params``), checked against the signature;
             ``frontend: true`` wraps the model in :class:`sed.models.wrappers.WaveformSED` so it
-            takes waveforms (needs ``features``).
+            takes waveforms, behind the front end of ``features.kind`` (log-mel, or
+            :class:`sed.features.frontend.WaveFrames` for ``wave``; needs ``features``).
         sources: config provenance for error messages.
-        features: the ``features`` section (:class:`sed.config.FeaturesConf`).
+        features: the ``features`` section (:class:`sed.config.FeaturesConf`); its
+            ``sample_rate`` and ``hop_length`` go to models whose constructor names them.
 
     Raises:
-        ConfigError: unknown name or parameter, with the closest valid one.
+        ConfigError: unknown name or parameter, with the closest valid one; a waveform encoder
+            (a class whose ``takes_wave(params)`` is true) on features that are not
+            ``kind: wave``, or another model on ``kind: wave``.
     """
     sources = sources or {}
-    MODELS.get(name, sources.get("model.name", "config"), key="model.name")
+    cls = MODELS.get(name, sources.get("model.name", "config"), key="model.name")
     params = dict(params or {})
     frontend = params.pop("frontend", False)
     where = sources.get("model.params", "config")
     if not isinstance(frontend, bool):
         raise ConfigError(f"{where}: model.params.frontend must be true or false, got {frontend!r}")
+    grid = {}
+    if features is not None:
+        _check_input(name, cls, params, features, sources)
+        grid = {"sample_rate": int(features.sample_rate), "hop_length": int(features.hop_length)}
     model = MODELS.build(
         name,
         params,
         "model.params",
         sources,
-        reserved=("n_classes", "n_mels"),
+        reserved=("n_classes", "n_mels", "sample_rate", "hop_length"),
         where=where,
         n_classes=n_classes,
         n_mels=n_mels,
+        **grid,
     )
     if not frontend:
         return model
     if features is None:
         raise ConfigError(f"{where}: model.params.frontend needs the features section")
-    from sed.features.frontend import LogMel
+    from sed.features.frontend import build_frontend
     from sed.models.wrappers import WaveformSED
 
-    return WaveformSED(LogMel.from_config(features), model)
+    return WaveformSED(build_frontend(features).train(), model)
+
+
+def _check_input(
+    name: str, cls: Any, params: Mapping[str, Any], features: Any, sources: Mapping[str, str]
+) -> None:
+    """A waveform encoder (its class's ``takes_wave(params)`` is true) takes
+    ``features.kind: wave`` and nothing else takes it: log-mel in front of wav2vec2, or 320
+    samples read as 320 mel bands, would train without an error and mean nothing."""
+    kind = getattr(features, "kind", "logmel")
+    takes_wave = getattr(cls, "takes_wave", None)
+    is_wave = bool(takes_wave(params)) if callable(takes_wave) else False
+    where = sources.get("features.kind", sources.get("model.name", "config"))
+    if is_wave and kind != "wave":
+        raise ConfigError(
+            f"{where}: 'features.kind' is '{kind}' but model '{name}' is a waveform encoder: set "
+            "features.kind: wave (stage 1 dumps the framed waveform; n_mels = hop_length, the "
+            "encoder's stride or a divisor of it)"
+        )
+    if kind == "wave" and not is_wave:
+        raise ConfigError(
+            f"{where}: 'features.kind' is 'wave' (the framed waveform) but model '{name}' takes "
+            "features: use features.kind: logmel, or a waveform encoder (hf_audio with arch "
+            "wav2vec2, sew-d or hubert)"
+        )

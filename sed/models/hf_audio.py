@@ -16,10 +16,12 @@ Input, by ``arch``:
   ``num_mel_bins``; ``r`` = the patch time stride (10). Inputs longer than the config's
   ``max_length`` get time position embeddings interpolated, shorter ones use the first ones.
 
-A waveform family trains as a waveform model (``model.params.frontend: true``: WaveStore crops,
-waveform augmentations) wrapped as ``WaveformSED(WaveFrames(hop), model)``, never behind the
-log-mel front end; it validates on waveforms through that front end (a WaveStore given to
-:class:`sed.train.evaluate.WholeRecordingEvaluator`) or on stage-1 dumps of the frames.
+A waveform family takes ``features.kind: wave`` (stage 1 dumps the framed waveform
+``(hop, T)``, n_mels = hop_length; :func:`sed.models.build_model` refuses it on log-mel, and
+refuses AST on frames). With ``model.params.frontend: true`` it trains on WaveStore crops with
+waveform augmentations, wrapped as ``WaveformSED(WaveFrames(hop), model)``; without, on crops of
+the dumped frames. Validation, stage 3 and ``sedkit infer`` run the model on frames (the dumps, or
+:class:`~sed.features.frontend.WaveFrames` over decoded audio), the one inference path.
 
 ``transformers`` is imported only when this model is built, so other families never load it.
 Pretrained weights come from a local folder only (``from_pretrained(path, local_files_only=True)``);
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sed.config import ConfigError, closest
-from sed.frames import FrameGrid
+from sed.features.frontend import WaveFrames
 from sed.models import register_model
 from sed.models.heads import AttentionHead
 
@@ -63,41 +65,6 @@ def _transformers() -> Any:
             "model 'hf_audio' needs the transformers package (pip install transformers)"
         ) from e
     return transformers
-
-
-class WaveFrames(nn.Module):
-    """Waveforms ``(B, N)`` -> frames on the feature grid ``(B, hop, N // hop + 1)``.
-
-    Column ``i`` holds samples ``[i*hop - hop//2, i*hop - hop//2 + hop)`` (zeros outside the
-    signal): it is centred on sample ``i * hop`` like log-mel frame ``i`` (``sed/frames.py``), and
-    :meth:`unframe` gives the samples back in order. The same shape contract as the log-mel front
-    end, so windows, targets and stitching need no change for a waveform encoder.
-
-    Args:
-        hop_length: samples per frame (the feature hop).
-        sample_rate: for :attr:`grid`.
-    """
-
-    def __init__(self, hop_length: int, sample_rate: int = 16000) -> None:
-        super().__init__()
-        self.hop_length = int(hop_length)
-        self.grid = FrameGrid(int(sample_rate), self.hop_length)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Args: wave (Tensor): (B, N) or (N,). Returns: (B, hop, N // hop + 1) (or (hop, T))."""
-        single = wave.ndim == 1
-        x = wave[None] if single else wave
-        hop = self.hop_length
-        n_frames = x.shape[-1] // hop + 1
-        left = hop // 2
-        x = F.pad(x, (left, n_frames * hop - x.shape[-1] - left))
-        frames = x.reshape(x.shape[0], n_frames, hop).transpose(1, 2)
-        return frames[0] if single else frames
-
-    @staticmethod
-    def unframe(frames: torch.Tensor) -> torch.Tensor:
-        """Args: frames (Tensor): (B, hop, T). Returns: (B, hop * T), from sample ``-hop // 2``."""
-        return frames.transpose(1, 2).reshape(frames.shape[0], -1)
 
 
 def _fit(x: torch.Tensor, left: int, total: int, value: float | torch.Tensor = 0.0) -> torch.Tensor:
@@ -294,6 +261,14 @@ class HFAudioSED(nn.Module):
         self.embedding_dim = int(hf.hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.head = AttentionHead(self.embedding_dim, n_classes, clip_pooling, activity_head)
+
+    @staticmethod
+    def takes_wave(params: Mapping[str, Any]) -> bool:
+        """Whether the model of these ``model.params`` is a waveform encoder (needs
+        ``features.kind: wave``); read by :func:`sed.models.build_model` before building, so a
+        wrong features kind is named before any size check of the constructor."""
+        arch = ARCHS.get(str(params.get("arch", "wav2vec2")))
+        return arch is not None and arch[3] is not None
 
     # ---------------------------------------------------------------------------------- encoders
     def _wave_states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

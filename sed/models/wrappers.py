@@ -5,22 +5,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sed.features.frontend import LogMel
+from sed.features.frontend import LogMel, WaveFrames
 
 
 class WaveformSED(nn.Module):
-    """A model that takes waveforms: the stage-1 log-mel front end runs inside it (on its device).
+    """A model that takes waveforms: the stage-1 front end runs inside it (on its device).
 
     ``model.params.frontend: true`` builds one around the configured model. The trainer calls
     :attr:`frontend` and :attr:`body` separately so that waveform and spectrogram augmentations
     fit in between; inference calls the whole module.
 
     Args:
-        frontend: the log-mel front end (features of the experiment's ``features`` section).
+        frontend: the front end of the experiment's ``features`` section
+            (:func:`sed.features.frontend.build_frontend`: log-mel, or the framed waveform of
+            ``kind: wave``), waveforms ``(B, N)`` -> ``(B, n_mels, N // hop + 1)``.
         body: a model of the DESIGN §5 contract taking ``(B, n_mels, T)``.
     """
 
-    def __init__(self, frontend: LogMel, body: nn.Module) -> None:
+    def __init__(self, frontend: LogMel | WaveFrames, body: nn.Module) -> None:
         super().__init__()
         self.frontend = frontend
         self.body = body
