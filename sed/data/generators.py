@@ -12,7 +12,7 @@ that writes the corpus in the recipe's raw layout, exactly like the real downloa
 
 from __future__ import annotations
 
-from sed.data import birdclef_synth
+from sed.data import birdclef_synth, detector_synth
 from sed.data.synth import SynthConfig, generate
 from sed.registry import Registry
 
@@ -23,4 +23,8 @@ GENERATORS.register("rfcx", SynthConfig, generate=generate)
 # the Kaggle BirdCLEF layout of one year (2021-2025): train_audio/ (2021 train_short_audio/), ...
 GENERATORS.register(
     "birdclef", birdclef_synth.BirdclefSynthConfig, generate=birdclef_synth.generate
+)
+# the detector layout (egs/detector): clips/<label>/, clips/negative/, long/ of one target species
+GENERATORS.register(
+    "detector", detector_synth.DetectorSynthConfig, generate=detector_synth.generate
 )
