@@ -20,10 +20,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from sed.infer.file_ids import collect_files
 from sed.review.tables import ReviewError
-
-# the suffixes sedkit infer collects from folders (sed.infer.files.AUDIO_SUFFIXES)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aif", ".aiff")
 
 
 def audio_ids(inputs: Sequence[str | Path]) -> dict[str, Path]:
@@ -31,34 +29,15 @@ def audio_ids(inputs: Sequence[str | Path]) -> dict[str, Path]:
 
     A folder gives its audio files (by suffix, recursively, sorted) with the id = path below the
     folder without suffix, ``/`` -> ``__``; a file gives its stem; a repeated id gets the suffix
-    (``rec_flac``), then a number (``rec_2``). This mirrors ``sed.infer.files.collect_files``
-    (tested equal), which cannot be imported here: that module loads torch, seconds the reviewer
-    should not wait.
+    (``rec_flac``), then a number (``rec_2``): :func:`sed.infer.file_ids.collect_files`.
 
     Raises:
         ReviewError: an input that does not exist.
     """
-    out: dict[str, Path] = {}
-    for item in inputs:
-        root = Path(item)
-        if root.is_dir():
-            found = sorted(
-                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-            )
-            pairs = [("__".join(p.relative_to(root).with_suffix("").parts), p) for p in found]
-        elif root.is_file():
-            pairs = [(root.stem, root)]
-        else:
-            raise ReviewError(f"--audio {item}: not found")
-        for rid, path in pairs:
-            if rid in out:
-                rid = f"{rid}_{path.suffix.lstrip('.').lower()}"
-            base, k = rid, 1
-            while rid in out:
-                k += 1
-                rid = f"{base}_{k}"
-            out[rid] = path
-    return out
+    files, missing = collect_files([str(p) for p in inputs])
+    if missing:
+        raise ReviewError(f"--audio {missing[0][0]}: not found")
+    return dict(files)
 
 
 def table_sources(path: str | Path) -> dict[str, Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from sed.infer.files import AUDIO_SUFFIXES
+from sed.infer.file_ids import AUDIO_SUFFIXES
 
 # an oversized body is read and dropped up to this much past the limit before the 413 is sent:
 # a client (httpx, requests) that sends its whole body before reading the response would see a

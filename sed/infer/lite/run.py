@@ -21,43 +21,12 @@ import numpy as np
 
 from sed.features.audio import AudioError
 from sed.fileio import write_json
+from sed.infer.file_ids import collect_files as collect_files  # re-exported
 from sed.infer.lite.model import LiteModel, load_lite
 from sed.infer.lite.outputs import Event, write_recording, write_tables
 from sed.infer.lite.predict import LitePredictor, audio_info
 
 log = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aif", ".aiff")
-
-
-def collect_files(inputs: Sequence[str]) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
-    """Audio files of the inputs with unique recording ids, and inputs that do not exist (the
-    rule of ``sed.infer.files.collect_files``, tested equal)."""
-    files: list[tuple[str, Path]] = []
-    missing: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for item in inputs:
-        root = Path(item)
-        if root.is_dir():
-            found = sorted(
-                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-            )
-            pairs = [("__".join(p.relative_to(root).with_suffix("").parts), p) for p in found]
-        elif root.is_file():
-            pairs = [(root.stem, root)]
-        else:
-            missing.append((item, "not found"))
-            continue
-        for rid, path in pairs:
-            if rid in seen:  # the same audio in two formats
-                rid = f"{rid}_{path.suffix.lstrip('.').lower()}"
-            base, k = rid, 1
-            while rid in seen:  # the same name under two inputs
-                k += 1
-                rid = f"{base}_{k}"
-            seen.add(rid)
-            files.append((rid, path))
-    return files, missing
 
 
 def peak_rss_mb() -> float:
