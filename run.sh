@@ -57,8 +57,8 @@ Runs the stages of a sed recipe (see README.md).
 
 Options (default in brackets):
   --recipe <name|dir>      recipe under egs/, or a folder holding recipe.yaml [${recipe}]
-  --stage <n>              first stage, 0-5 [${stage}]
-  --stop_stage <n>         last stage, 0-5 [${stop_stage}]
+  --stage <n>              first stage, 0-5, or a recipe's own stage after 5 [${stage}]
+  --stop_stage <n>         last stage, 0-5, or a recipe's own stage after 5 [${stop_stage}]
   --conf <yaml>            experiment config; empty: the recipe's default (its conf key), else
                            conf/cnn/demo.yaml ["${conf}"]
   --conf_override <str>    dotted overrides, e.g. "train.max_steps=200 optim.lr=1e-3" ["${conf_override}"]
@@ -84,6 +84,8 @@ Options (default in brackets):
                            stage-1 dump: the exp/<recipe>/gbdt/<family>_<version> row of RESULTS.md [${gbdt}]
   --help                   show this message
 Stages: 0 data prep, 1 features, 2 train, 3 infer, 4 outputs (submission, events), 5 score + RESULTS.md
+A recipe may add stages after 5 in egs/<recipe>/local/stages.sh (the detector recipe: 6 report,
+7 cut review segments, 8 review, 9 merge, 10 retrain; see egs/detector/run.sh --help).
 HELP
 )
 valid_options="recipe stage stop_stage conf conf_override datadir data_tag fold nj ngpu tag checkpoint overwrite strict workdir ensemble zero_shot gbdt"
@@ -209,6 +211,18 @@ preflight() {  # stage $1 can start: config, manifests, dumps, training data (el
     --datadir "${manifests}" --dumpdir "${dumpdir}" --expdir "${expdir}" --fix "$(fix_cmd "$2")" \
     || exit 2
 }
+
+# a recipe's own stages after 5: local/stages.sh sets recipe_last_stage and defines
+# run_recipe_stages, called after stage 5 with every variable of this script
+recipe_last_stage=5
+if [[ -f "${recipe_dir}/local/stages.sh" ]]; then
+  # shellcheck source=/dev/null
+  . "${recipe_dir}/local/stages.sh"
+fi
+if (( stop_stage > recipe_last_stage )); then
+  echo "$0: --stop_stage ${stop_stage}: recipe ${recipe_name} has stages 0-${recipe_last_stage}" >&2
+  exit 2
+fi
 
 log "recipe=${recipe_name} conf=${conf} data=${manifests} expdir=${expdir} stages ${stage}-${stop_stage}"
 
@@ -460,6 +474,10 @@ if [[ "${gbdt}" == true && ${stop_stage} -ge 3 ]]; then
   [[ "${overwrite}" == true ]] && gb_args+=(--overwrite)
   ${infer_cmd} "${gb_dir}/gbdt.log" python -m sed.bin.gbdt "${gb_args[@]}"
   outputs_and_scores "${gb_dir}" gbdt
+fi
+
+if (( stop_stage > 5 )); then
+  run_recipe_stages
 fi
 
 log "done (${expdir}); compare runs with: tensorboard --logdir ${workdir}exp/${recipe_name}"

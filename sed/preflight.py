@@ -11,7 +11,7 @@ from pathlib import Path
 
 import h5py
 
-from sed.config import Config, ConfigError
+from sed.config import Config, ConfigError, closest
 from sed.data.corpus import Corpus
 from sed.data.fingerprint import manifests_fingerprint
 
@@ -20,6 +20,7 @@ __all__ = [
     "check_config_builds",
     "check_dumps",
     "check_manifests",
+    "check_selection",
     "check_trained_on",
     "trained_data",
 ]
@@ -63,6 +64,25 @@ def check_dumps(cfg: Config, dumpdir: str | Path, training: bool = False) -> Pat
         except (OSError, KeyError):
             raise PreflightError(f"feature dump {p} is unreadable; redo stage 1") from None
     return feat_dir
+
+
+def check_selection(
+    cfg: Config, classes: list[str], sources: Mapping[str, str] | None = None
+) -> None:
+    """``train.selection.positive`` (the class precision-first selection scores) is a class of
+    the corpus: a detector config written for another folder name fails here, not at the first
+    evaluation of every fold (raises :class:`~sed.config.ConfigError`)."""
+    name = cfg.train.selection.positive
+    if not name or name in classes:
+        return
+    where = (sources or {}).get("train.selection.positive", "command line")
+    hint = closest(str(name), classes)
+    raise ConfigError(
+        f"{where}: 'train.selection.positive' is '{name}', not a class of this corpus "
+        f"(classes.txt: {', '.join(classes)})"
+        + (f"; did you mean '{hint}'?" if hint else "")
+        + f"; set it with --conf_override train.selection.positive={hint or classes[0]}"
+    )
 
 
 def check_config_builds(

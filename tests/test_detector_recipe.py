@@ -4,6 +4,8 @@ layout, its stage 0 (egs/detector/local/data_prep.py over sed.data.detector) and
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -240,17 +242,45 @@ def test_the_recipe_is_read_whole() -> None:
 # ------------------------------------------------------------------------------ stages 0-5
 
 
+def _loop_argv(raw: Path, work: Path, *more: str) -> list[str]:
+    return [
+        str(ROOT / "egs" / "detector" / "run.sh"), "--datadir", str(raw),
+        "--conf", "conf/cnn/detector_tiny.yaml", "--workdir", str(work), "--nj", "1",
+        "--conf_override", "train.max_steps=4 train.eval_every_steps=2", *more,
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_run_sh_stages_0_to_5(corpus: Path, tmp_path: Path) -> None:
+def test_run_sh_the_whole_loop_train_report_review_merge_retrain(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """Issue 17's loop through egs/detector/run.sh in a real pseudo-terminal: stages 0-5 train
+    and detect, 6 reports the long file, 7 cuts review segments, 8 is the reviewer answered with
+    keystrokes, 9 merges the decisions into the corpus, 10 trains round 1 on the grown corpus."""
+    from pty_process import PtyProcess
+
+    from sed.review.reviewer import PROMPT
+
     raw = _copy(corpus, tmp_path / "owls", truth=True)
     work = tmp_path / "work"
-    proc = subprocess.run(
-        [str(ROOT / "egs" / "detector" / "run.sh"), "--datadir", str(raw),
-         "--conf", "conf/cnn/detector_tiny.yaml", "--workdir", str(work), "--nj", "1",
-         "--conf_override", "train.max_steps=4 train.eval_every_steps=2"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    # no audio player: the reviewer shows the spectrogram only
+    env.update(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", USER="tester")
+    p = PtyProcess(_loop_argv(raw, work, "--stop_stage", "10", "--review_max", "3"), env, 100)
+    m = p.expect(r"(\d+) segments, 0 already decided; starting at 1 of \d+", timeout=600)
+    n = int(m.group(1))
+    assert 1 <= n <= 3
+    keys = "yn" * n
+    for i in range(n):
+        p.expect(rf"\[{i + 1} of {n}\]")
+        p.expect(re.escape(PROMPT))
+        p.send(keys[i])
+    p.expect(rf"{n} of {n} decided")
+    p.expect(r"stage 10: retrain", timeout=60)
+    p.expect(r"next round: .*--tag round1 --data_tag owls_round1", timeout=600)
+    assert p.finish(timeout=60) == 0, p.text[-3000:]
+    text = p.text.replace("\r", "")
+
     exp = work / "exp" / "detector" / "cnn" / "detector_tiny"
     inf = exp / "infer" / "best"
     result = json.loads((exp / "results.json").read_text())
@@ -262,15 +292,146 @@ def test_run_sh_stages_0_to_5(corpus: Path, tmp_path: Path) -> None:
     sub = pd.read_csv(inf / "submission.csv")
     assert list(sub.columns) == ["recording_id", "label", "score"]
     assert sub[["recording_id", "label"]].values.tolist() == [["field_00", "owl"]]
-    assert (inf / "events_test" / "detections.csv").is_file()
+    dets = pd.read_csv(inf / "events_test" / "detections.csv")
+    assert len(dets) >= n
+
+    # stage 6: the report of the long file and its precision / recall against the answer key
+    report = (inf / "report" / "field_00.txt").read_text()
+    assert "Duration:  00:00:30" in report and "== owl:" in report
+    truth = json.loads((inf / "report" / "truth.json").read_text())["labels"]["owl"]
+    assert truth["calls"] == len(pd.read_csv(raw / "long_truth.csv"))
+    assert 0 <= truth["calls_found"] <= truth["calls"] and truth["spans"] >= 1
+    assert 0 <= truth["segment_1s"]["precision"] <= 1
+    assert re.search(r"owl: precision \d\.\d{3} .* recall \d\.\d{3}", text)
+
+    # stages 7-9: the decisions (alternately yes and no) are in the corpus with provenance
+    decisions = pd.read_csv(inf / "review" / "decisions.csv")
+    assert decisions["decision"].tolist() == ["yes", "no"] * (n // 2) + ["yes"] * (n % 2)
+    assert set(decisions["reviewer"]) == {"tester"}
+    reviewed = pd.read_csv(raw / "reviewed.csv")
+    assert len(reviewed) == n
+    assert sorted(reviewed["decision"]) == sorted(decisions["decision"])
+    assert set(reviewed["source"]) == {str(raw / "long" / "field_00.flac")}
+    for clip, dec in zip(reviewed["clip"], reviewed["decision"], strict=True):
+        assert clip.startswith("clips/owl/" if dec == "yes" else "clips/negative/")
+        assert (raw / clip).is_file()
+
+    # stage 10: round 1 trained on the grown corpus, its own manifests, model and results row
+    man1 = work / "data" / "detector" / "owls_round1_2fold"
+    rec1 = pd.read_csv(man1 / "recordings.csv")
+    assert len(rec1) == 13 + n and (rec1["review_decision"].fillna("") != "").sum() == n
+    man0 = pd.read_csv(work / "data" / "detector" / "owls_2fold" / "recordings.csv")
+    assert len(man0) == 13  # round 0's manifests are kept as they were
+    exp1 = exp.parent / "detector_tiny_round1"
+    assert json.loads((exp1 / "results.json").read_text())["oof"]["n_recordings"] == 12 + n
     table = (work / "exp" / "detector" / "RESULTS.md").read_text()
-    assert "Metric: **macro_ap**" in table and "| cnn/detector_tiny |" in table
+    assert "Metric: **macro_ap**" in table
+    assert "| cnn/detector_tiny |" in table and "| cnn/detector_tiny_round1 |" in table
+
     # a user's corpus has no answer key: the same predictions scored against manifests without
     # it give a null test score, the out-of-fold one unchanged
     from sed.scoring import score_experiment
 
-    plain = prepare_detector(raw, tmp_path / "plain", n_folds=2, long_truth="none")
+    plain = prepare_detector(
+        _copy(corpus, tmp_path / "plain_corpus"), tmp_path / "plain", n_folds=2, long_truth="none"
+    )
     again = score_experiment(
         exp, Corpus.load(plain["outdir"]), "detector", metrics=["macro_ap", "macro_roc_auc"]
     )
     assert again["test"] is None and again["oof"]["macro_ap"] == result["oof"]["macro_ap"]
+
+
+def test_recipe_stages_are_bounded_and_wait_for_their_inputs(corpus: Path, tmp_path: Path) -> None:
+    """run.sh refuses a stage after the recipe's last one (and after 5 for a recipe without its
+    own); stage 6 without stage 4's detections and stage 9 without decisions say what to run."""
+    work = tmp_path / "work"
+    raw = _copy(corpus, tmp_path / "owls")
+    proc = subprocess.run(
+        _loop_argv(raw, work, "--stage", "11", "--stop_stage", "11"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "recipe detector has stages 0-10" in proc.stderr
+    proc = subprocess.run(
+        [str(ROOT / "run.sh"), "--stage", "6", "--stop_stage", "6", "--workdir", str(work)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "recipe rfcx has stages 0-5" in proc.stderr
+    subprocess.run(_loop_argv(raw, work, "--stop_stage", "0"), check=True, capture_output=True)
+    proc = subprocess.run(
+        _loop_argv(raw, work, "--stage", "6", "--stop_stage", "6"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no stage-4 detections" in proc.stderr
+    assert "run first: ./run.sh --recipe detector --stage 0 --stop_stage 4" in proc.stderr
+    inf = work / "exp" / "detector" / "cnn" / "detector_tiny" / "infer" / "best"
+    (inf / "review").mkdir(parents=True)
+    (inf / ".done4").touch()
+    proc = subprocess.run(
+        _loop_argv(raw, work, "--stage", "9", "--stop_stage", "9"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no decisions in" in proc.stderr
+    assert not (raw / "reviewed.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("tag", "after"),
+    [("", "round1"), ("round1", "round2"), ("owls", "owls_round1"), ("owls_round9", "owls_round10"),
+     ("around", "around_round1")],
+)  # fmt: skip
+def test_the_next_round_is_named_from_the_tag(tag: str, after: str) -> None:
+    stages = ROOT / "egs" / "detector" / "local" / "stages.sh"
+    out = subprocess.run(
+        ["bash", "-c", f'. "{stages}"; detector_next "$1"', "_", tag],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == after
+
+
+def test_report_precision_recall_against_the_answer_key() -> None:
+    """Stage 6's matching: a span counts once it overlaps a call, a call once a span overlaps
+    it; a file without calls only adds spans; 1 s segments by sed_eval."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "detector_report", ROOT / "egs/detector/local/report.py"
+    )
+    assert spec is not None and spec.loader is not None
+    rep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rep)
+    assert rep.hit_rates([(0, 2), (5, 6), (9, 10)], [(1, 3), (1.5, 1.8), (20, 21)]) == {
+        "spans": 3, "spans_on_a_call": 1, "calls": 3, "calls_found": 2,
+    }  # fmt: skip
+    summaries = [
+        {"file": "a", "labels": {"owl": {"merged": [(0.0, 2.0, 0.9, 1), (5.0, 6.0, 0.6, 1)]}}},
+        {"file": "b", "labels": {"owl": {"merged": [(3.0, 4.0, 0.7, 1)]}}},
+    ]
+    truth = {"a": {"owl": [(1.0, 3.0)]}}
+    sc = rep.truth_scores(summaries, truth)["owl"]
+    assert (sc["spans"], sc["spans_on_a_call"], sc["calls"], sc["calls_found"]) == (3, 1, 1, 1)
+    assert sc["precision"] == pytest.approx(1 / 3) and sc["recall"] == 1.0
+    seg = rep.segment_scores(summaries, truth, ["owl"])["owl"]
+    # truth active in segments [1,2) [2,3) of a; spans in [0,1) [1,2) [5,6) of a and [3,4) of b
+    assert seg["precision"] == pytest.approx(1 / 4) and seg["recall"] == pytest.approx(1 / 2)
+
+
+def test_preflight_names_a_selection_class_the_corpus_lacks() -> None:
+    """Stage 2's preflight (sed.bin.recipe check) stops a detector config whose
+    train.selection.positive is not a clip folder, before any fold starts."""
+    from sed.config import ConfigError, load_config
+    from sed.preflight import check_selection
+
+    cfg, sources = load_config("conf/cnn/detector_tiny.yaml", "")
+    check_selection(cfg, ["owl"], sources)
+    with pytest.raises(ConfigError) as e:
+        check_selection(cfg, ["powerful_owl", "frog"], sources)
+    msg = str(e.value)
+    assert "conf/cnn/detector.yaml" in msg and "'train.selection.positive' is 'owl'" in msg
+    assert "classes.txt: powerful_owl, frog" in msg
+    assert "--conf_override train.selection.positive=powerful_owl" in msg
+    cfg, sources = load_config("conf/cnn/detector_tiny.yaml", "train.selection.positive=frogg")
+    with pytest.raises(
+        ConfigError, match=r"command line: 'train\.selection\.positive' is 'frogg'"
+    ) as e:
+        check_selection(cfg, ["powerful_owl", "frog"], sources)
+    assert "did you mean 'frog'?" in str(e.value) and "positive=frog" in str(e.value)

@@ -5,15 +5,11 @@ detector corpus (idempotent; a changed decision moves the clip)."""
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import os
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -22,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from pty_process import PtyProcess
 
 from sed.bin.review import main
 from sed.review.merge import clip_name
@@ -206,58 +203,6 @@ def test_stage4_detections_take_files_from_recordings_csv_and_the_model_from_the
 
 
 # ------------------------------------------------------------------------------ the reviewer
-
-
-class PtyProcess:
-    """A command on a real pseudo-terminal (``cols`` wide) whose output is matched as it
-    comes."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cols: int = 60) -> None:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
-        self.proc = subprocess.Popen(
-            argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, close_fds=True
-        )
-        os.close(slave)
-        self.master = master
-        self.raw = b""
-        self.pos = 0  # matched up to here
-
-    @property
-    def text(self) -> str:
-        return self.raw.decode("utf-8", errors="replace")
-
-    def _read(self, timeout: float) -> bool:
-        if not select.select([self.master], [], [], timeout)[0]:
-            return False
-        try:
-            chunk = os.read(self.master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            return False
-        self.raw += chunk
-        return bool(chunk)
-
-    def expect(self, pattern: str, timeout: float = 15.0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while True:
-            m = re.compile(pattern).search(self.text, self.pos)
-            if m:
-                self.pos = m.end()
-                return m
-            if time.monotonic() > deadline or (
-                not self._read(0.2) and self.proc.poll() is not None
-            ):
-                raise AssertionError(f"{pattern!r} not seen; output:\n{self.text[self.pos :]}")
-
-    def send(self, key: str) -> None:
-        os.write(self.master, key.encode())
-
-    def finish(self) -> int:
-        rc = self.proc.wait(timeout=15)
-        while self._read(0.05):
-            pass
-        os.close(self.master)
-        return rc
 
 
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -188,6 +188,7 @@ def _check(args: argparse.Namespace) -> int:
         check_config_builds,
         check_dumps,
         check_manifests,
+        check_selection,
         check_trained_on,
     )
 
@@ -198,6 +199,7 @@ def _check(args: argparse.Namespace) -> int:
             check_dumps(cfg, args.dumpdir, training=args.stage == 2)
             if args.stage == 2:
                 check_config_builds(cfg, len(corpus.classes), sources)
+                check_selection(cfg, list(corpus.classes), sources)
                 _check_teachers(cfg, args.expdir, corpus)
         else:
             if args.stage == 3:
