@@ -1,5 +1,6 @@
 """The HTTP server (``sed.serve``, ``python -m sed.bin.serve``): a real uvicorn server on a free
-local port, a real HTTP client (httpx), the same detections as ``sedkit infer``."""
+local port, a real HTTP client (httpx), the same detections as ``sedkit infer``; an ``.onnx``
+export served on the torch-free lite path, its lines equal to the full path's."""
 
 from __future__ import annotations
 
@@ -31,12 +32,15 @@ from test_sed_infer import CLASSES, FEATS, tiny_config
 from sed.bin.cli import main as sed_main
 from sed.config import to_dict
 from sed.features.frontend import LogMel
+from sed.infer.lite.model import LiteUnsupported
 from sed.infer.report import file_report
 from sed.infer.stream import audio_info
 from sed.infer.tta import View
 from sed.models import TINY, build_model
 from sed.serve.app import Limits, create_app
+from sed.serve.full import FullServed
 from sed.serve.jobs import Job, ServedModel, load_served
+from sed.serve.lite import LiteServed
 from sed.train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +154,41 @@ def server(setup: dict) -> Iterator[dict]:
     tmpdir = setup["root"] / "uploads"
     with running(setup["served"], tmpdir, max_upload_mb=MAX_MB, max_jobs=4) as url:
         yield {"url": url, "tmp": tmpdir}
+
+
+def run_job(served: ServedModel, path: Path) -> list[dict]:
+    """A job's lines without a server (the last one included)."""
+    lines: list[bytes] = []
+    done = Job(served, path, path.name, audio_info(path), lines.append).run()
+    return [json.loads(x) for x in lines] + [done]
+
+
+@pytest.fixture(scope="module")
+def onnx(setup: dict) -> dict:
+    """The detector exported to ONNX, served on the lite path and on the full path (its onnx
+    backend: torch log-mel, the same graph), and the full path's lines: the reference."""
+    path = setup["root"] / "detector.onnx"
+    argv = ["export", "--expdir", str(setup["expdir"]), "--fold", "0", "--out", str(path)]
+    assert sed_main(argv) == 0
+    lite = load_served(path, threshold=THRESHOLD, block_seconds=2.0)
+    full = load_served(path, threshold=THRESHOLD, block_seconds=2.0, lite=False)
+    assert isinstance(lite, LiteServed) and isinstance(full, FullServed)
+    ref = {name: run_job(full, setup["audio"] / name) for name in ("night.wav", "stereo.flac")}
+    return {"path": path, "lite": lite, "full": full, "ref": ref}
+
+
+@pytest.fixture(scope="module")
+def lite_server(setup: dict, onnx: dict) -> Iterator[dict]:
+    tmpdir = setup["root"] / "uploads_lite"
+    with running(onnx["lite"], tmpdir, max_upload_mb=MAX_MB, max_jobs=4) as url:
+        yield {"url": url, "tmp": tmpdir}
+
+
+@pytest.fixture(params=["full", "lite"])
+def any_server(request: pytest.FixtureRequest) -> dict:
+    """The experiment's server (full path) or the export's (lite path): the limits, errors and
+    clean-up of the app hold for both."""
+    return request.getfixturevalue("server" if request.param == "full" else "lite_server")
 
 
 def post_file(url: str, path: Path, form: bool = True, query: str = "") -> list[dict]:
@@ -266,7 +305,8 @@ def test_query_options(setup: dict, server: dict) -> None:
     assert_empty(server["tmp"])
 
 
-def test_oversize_uploads_are_refused(server: dict) -> None:
+def test_oversize_uploads_are_refused(any_server: dict) -> None:
+    server = any_server
     url, big = server["url"], b"\0" * int((MAX_MB + 1) * 2**20)
     chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
     responses = [
@@ -282,7 +322,8 @@ def test_oversize_uploads_are_refused(server: dict) -> None:
     assert_empty(server["tmp"])
 
 
-def test_unreadable_uploads_name_the_problem(setup: dict, server: dict) -> None:
+def test_unreadable_uploads_name_the_problem(setup: dict, any_server: dict) -> None:
+    server = any_server
     url = server["url"]
     broken = (setup["root"] / "broken.wav").read_bytes()
     r = httpx.post(f"{url}/detect", files={"file": ("broken.wav", broken)})
@@ -341,7 +382,11 @@ def test_lines_stream_and_a_client_that_leaves_stops_its_job(
     assert "long.wav: 60.0 s of audio" not in caplog.text  # it did not run to its end
 
 
-def test_busy_server_answers_429(setup: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["full", "lite"])
+def test_busy_server_answers_429(
+    setup: dict, tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    served = setup["served"] if engine == "full" else request.getfixturevalue("onnx")["lite"]
     data = (setup["audio"] / "night.wav").read_bytes()
     gate = threading.Event()
 
@@ -350,7 +395,7 @@ def test_busy_server_answers_429(setup: dict, tmp_path: Path) -> None:
         gate.wait(30)  # the upload stalls: the job holds the only slot
         yield data[1000:]
 
-    with running(setup["served"], tmp_path / "up", max_jobs=1) as url, ThreadPoolExecutor(1) as ex:
+    with running(served, tmp_path / "up", max_jobs=1) as url, ThreadPoolExecutor(1) as ex:
         first = ex.submit(
             httpx.post, f"{url}/detect?name=night.wav", content=slow_body(), timeout=60
         )
@@ -372,11 +417,18 @@ def test_busy_server_answers_429(setup: dict, tmp_path: Path) -> None:
     assert_empty(tmp_path / "up")
 
 
-def test_bounded_load(setup: dict, server: dict) -> None:
-    """20 requests, 4 at once: all answered with sedkit infer's detections; /health answers
-    throughout."""
+@pytest.mark.parametrize("engine", ["full", "lite"])
+def test_bounded_load(setup: dict, engine: str, request: pytest.FixtureRequest) -> None:
+    """20 requests, 4 at once: all answered with sedkit infer's detections (lite: the full
+    path's of the same export); /health answers throughout."""
+    if engine == "full":
+        server = request.getfixturevalue("server")
+        refs = {n: reference(setup, Path(n).stem)[0] for n in ("night.wav", "stereo.flac")}
+    else:
+        server = request.getfixturevalue("lite_server")
+        refs = {n: pd.DataFrame(lines[-1]["detections"])
+                for n, lines in request.getfixturevalue("onnx")["ref"].items()}  # fmt: skip
     url = server["url"]
-    refs = {"night.wav": reference(setup, "night")[0], "stereo.flac": reference(setup, "stereo")[0]}
     stop = threading.Event()
     health: list[tuple[float, int]] = []
 
@@ -434,3 +486,135 @@ def test_entry_point(setup: dict) -> None:
     line = next(x for x in err.splitlines() if "uploads in" in x)
     tmpdir = line.rsplit("uploads in ", 1)[1].strip()
     assert tmpdir and not os.path.exists(tmpdir)
+
+
+def assert_close_tree(got: Any, want: Any, atol: float) -> None:
+    """Equal JSON trees, their floats within ``atol``."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want)
+        for k in want:
+            assert_close_tree(got[k], want[k], atol)
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert_close_tree(g, w, atol)
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, abs=atol)
+    else:
+        assert got == want
+
+
+def clip_scores(done: dict) -> list[float]:
+    return [done["clip_scores"][c] for c in CLASSES]
+
+
+def _schema(lines: list[dict]) -> dict[str, set[str]]:
+    """The keys of each line type."""
+    out: dict[str, set[str]] = {}
+    for x in lines:
+        out.setdefault(x["type"], set()).update(x)
+    return out
+
+
+@pytest.mark.parametrize("name", ["night.wav", "stereo.flac"])
+def test_onnx_on_the_lite_path_streams_the_full_paths_lines(
+    setup: dict, onnx: dict, lite_server: dict, name: str
+) -> None:
+    """An .onnx file on the lite path: the same line types and keys as the full path, window
+    scores and clip scores within float tolerance (numpy vs torch log-mel), the same
+    detections; and the experiment's own (torch) scores within the export's tolerance."""
+    model = httpx.get(f"{lite_server['url']}/model").json()
+    assert model["engine"] == "lite" and model["backend"] == "OnnxScorer"
+    assert model["classes"] == CLASSES and model["events"]["thresholds"] == THRESHOLD
+    # the settings results depend on: those of the full path
+    assert {k: v for k, v in model.items() if k not in ("max_upload_mb", "max_jobs")} == onnx[
+        "full"
+    ].info() | {"engine": "lite"}
+    ref = onnx["ref"][name]
+    lines = post_file(lite_server["url"], setup["audio"] / name, form=name.endswith(".wav"))
+    assert _schema(lines) == _schema(ref)
+    assert lines[0] == ref[0] | {"file": name} and lines[-1]["type"] == "done"
+    fractions = [x["fraction"] for x in lines if x["type"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    windows = [x for x in lines if x["type"] == "window"]
+    ref_windows = [x for x in ref if x["type"] == "window"]
+    assert len(windows) == len(ref_windows) == lines[-1]["n_windows"] > 3
+    for w, r in zip(windows, ref_windows, strict=True):
+        assert (w["onset"], w["offset"]) == (r["onset"], r["offset"])
+        got, want = dict(w["top"]), dict(r["top"])
+        assert set(got) == set(want) == set(CLASSES)
+        np.testing.assert_allclose([got[c] for c in CLASSES], [want[c] for c in CLASSES],
+                                   atol=2e-4)  # fmt: skip
+    done, ref_done = lines[-1], ref[-1]
+    assert len(done["detections"]) > 1  # a real comparison
+    assert_same_detections(done, pd.DataFrame(ref_done["detections"]))
+    streamed = [{k: d[k] for k in done["detections"][0]} for d in lines if d["type"] == "detection"]
+    assert streamed == done["detections"]
+    np.testing.assert_allclose(clip_scores(done), clip_scores(ref_done), atol=1e-5)
+    assert done["duration"] == pytest.approx(ref_done["duration"], abs=1e-6)
+    # the report: the same spans and counts, scores within tolerance (its text is made from it)
+    assert_close_tree(done["summary"], ref_done["summary"], atol=1e-5)
+    # the experiment (torch, its own front end) scores within the export's tolerance
+    torch_done = run_job(setup["served"], setup["audio"] / name)[-1]
+    np.testing.assert_allclose(clip_scores(done), clip_scores(torch_done), atol=1e-4)
+    assert_empty(lite_server["tmp"])
+
+
+def test_which_path_serves_an_onnx_file(setup: dict, onnx: dict, tmp_path: Path) -> None:
+    """A file with test-time views goes to the full path (the lite path runs none) unless
+    no_tta; lite=True refuses what the lite path cannot serve."""
+    import onnx as onnx_lib
+
+    proto = onnx_lib.load(str(onnx["path"]))
+    meta = {p.key: p for p in proto.metadata_props}
+    meta["sed.infer"].value = json.dumps(
+        json.loads(meta["sed.infer"].value) | {"tta": [{"shift_seconds": 0.5}]}
+    )
+    views = tmp_path / "views.onnx"
+    onnx_lib.save(proto, str(views))
+    served = load_served(views, threshold=THRESHOLD)
+    assert isinstance(served, FullServed) and served.info()["views"] == ["orig", "shift0.5"]
+    assert isinstance(load_served(views, no_tta=True), LiteServed)
+    with pytest.raises(LiteUnsupported, match=r"test-time views.*\(--lite\)"):
+        load_served(views, lite=True)
+    with pytest.raises(ValueError, match=r"serves \.onnx files only"):
+        load_served(setup["expdir"], lite=True)
+    with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
+        load_served(tmp_path / "missing.onnx")
+
+
+def test_serving_an_onnx_file_imports_no_torch(setup: dict, onnx: dict) -> None:
+    """The entry point's own code path for an .onnx file (uvicorn.run replaced by an in-process
+    client that scores a recording) never imports torch."""
+    code = f"""
+import json, sys
+import uvicorn
+from fastapi.testclient import TestClient
+
+out = {{}}
+
+def run(app, **kwargs):
+    with TestClient(app) as client:
+        out["model"] = client.get("/model").json()
+        data = open({str(setup["audio"] / "night.wav")!r}, "rb").read()
+        r = client.post("/detect?name=night.wav", content=data)
+        out["lines"] = [json.loads(x) for x in r.text.splitlines()]
+
+uvicorn.run = run
+from sed.bin.serve import main
+
+rc = main(["--model", {str(onnx["path"])!r}, "--threads", "1", "--threshold", "{THRESHOLD}",
+           "--block_seconds", "2"])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchaudio", "pandas"))
+print(json.dumps({{"rc": rc, "heavy": heavy, "n": len(sys.modules)}} | out))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["rc"] == 0 and res["heavy"] == []
+    assert res["model"]["engine"] == "lite"
+    done = res["lines"][-1]
+    assert done["type"] == "done"
+    assert_same_detections(done, pd.DataFrame(onnx["ref"]["night.wav"][-1]["detections"]))

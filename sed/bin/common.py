@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import platform
 import socket
@@ -11,11 +10,43 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sed.config import Config, ConfigError, load_config
 from sed.fileio import write_text
 
+if TYPE_CHECKING:
+    from sed.config import Config
+
+# sed.config (yaml, the config schema) and importlib.metadata are imported where they are used:
+# entry points that must start fast (sedkit infer on the lite path, recipe env) import this
+# module for prog_name and setup_logging
+
+SEDKIT = "sedkit"  # the command's name (sed.bin.cli.PROG)
 PACKAGES = ("torch", "torchaudio", "numpy", "pandas", "h5py", "soundfile", "scikit-learn", "sed")
+
+
+def prog_name(module: str) -> str:
+    """An entry point's program name for its usage line: ``sedkit <command>`` when it runs as
+    that command (:mod:`sed.bin.cli` sets ``sys.argv[0]`` to it before calling ``main``), else
+    ``python -m <module>``.
+
+    Call it when the parser is built, not at import: ``sedkit`` imports the command's module
+    before it sets ``sys.argv[0]``.
+
+    Args:
+        module: the entry point's module, e.g. ``"sed.bin.serve"`` (not ``__name__``, which is
+            ``"__main__"`` under ``python -m``).
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    # the command table of the sedkit command that set argv[0], looked up rather than imported
+    # (entry points import sed.bin.common only); argv[0] outlives the command in a process that
+    # runs several (tests), so it counts only when its command is this module
+    cli = sys.modules.get("sed.bin.cli")
+    if cli is not None and argv0.startswith(f"{SEDKIT} "):
+        name = argv0[len(SEDKIT) + 1 :]
+        if cli.COMMANDS.get(name, ("",))[0] == module:
+            return argv0
+    return f"python -m {module}"
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -40,6 +71,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
     """Load the config or exit with status 2 and the error message (no traceback)."""
+    from sed.config import ConfigError, load_config
+
     try:
         return load_config(args.conf, args.conf_override)
     except ConfigError as e:
@@ -64,6 +97,8 @@ def git_info(root: Path) -> dict:
 
 
 def package_versions() -> dict[str, str]:
+    import importlib.metadata
+
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:

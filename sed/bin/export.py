@@ -26,13 +26,13 @@ from typing import Any
 
 import torch
 
-from sed.bin.common import setup_logging
+from sed.bin.common import prog_name, setup_logging
 from sed.fileio import atomic_path
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="sedkit export",
+        prog=prog_name("sed.bin.export"),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

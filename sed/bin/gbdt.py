@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sed.bin.common import experiment_meta, setup_logging, write_diff
+from sed.bin.common import experiment_meta, prog_name, setup_logging, write_diff
 from sed.config import Config, ConfigError, dump_yaml, load_config
 from sed.data.corpus import Corpus
 from sed.data.fingerprint import manifests_fingerprint
@@ -60,7 +60,7 @@ log = logging.getLogger("sed.gbdt")
 def get_parser() -> argparse.ArgumentParser:
     d = GBDTConfig()
     p = argparse.ArgumentParser(
-        prog="python -m sed.bin.gbdt",
+        prog=prog_name("sed.bin.gbdt"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

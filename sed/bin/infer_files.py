@@ -43,12 +43,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sed.bin.common import prog_name
+
 log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="sedkit infer",
+        prog=prog_name("sed.bin.infer_files"),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sed.bin.common import prog_name
 from sed.config import ConfigError
 
 if TYPE_CHECKING:  # imported lazily at run time: `env` must start fast
@@ -33,7 +34,7 @@ DEFAULT_CONF = "conf/cnn/demo.yaml"
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sed.bin.recipe",
+        prog=prog_name("sed.bin.recipe"),
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.splitlines()[1:]),

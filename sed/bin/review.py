@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sed.bin.common import setup_logging
+from sed.bin.common import prog_name, setup_logging
 from sed.review.cut import cut_segments
 from sed.review.merge import merge
 from sed.review.player import PLAYERS
@@ -34,7 +34,7 @@ from sed.review.select import ORDERS, choose, merge_overlapping, read_detections
 from sed.review.sources import find_checkpoint, resolve_sources
 from sed.review.tables import DECISIONS, ReviewError
 
-PROG = "python -m sed.bin.review"
+MODULE = "sed.bin.review"
 
 
 def _review_csv(path: str) -> Path:
@@ -69,7 +69,9 @@ class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
 def get_parser() -> argparse.ArgumentParser:
     fmt = _Defaults
     p = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog_name(MODULE),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{cut,review,merge}")
 
@@ -223,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"cut": _cut, "review": _review, "merge": _merge}[args.command](args)
     except (ReviewError, ValueError) as e:
-        print(f"{PROG} {args.command}: {e}", file=sys.stderr)
+        print(f"{prog_name(MODULE)} {args.command}: {e}", file=sys.stderr)
         return 1
 
 

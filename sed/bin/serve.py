@@ -8,13 +8,14 @@ Usage::
     curl -sN -F file=@night1.flac 'http://127.0.0.1:8000/detect?windows=false'
     curl -sN --data-binary @night1.flac 'http://127.0.0.1:8000/detect?name=night1.flac'
 
-The model (an experiment folder, its folds averaged, or an ``.onnx`` file from ``sedkit export``)
-is loaded once, with the settings ``sedkit infer`` would use (window, hop, test-time views,
-stage 4's thresholds and event rules), so a recording gets the detections ``sedkit infer`` gives
-it. ``POST /detect`` streams NDJSON: a ``start`` line, a ``window`` line per scored window (top
-scores), ``progress`` lines, a ``detection`` line per detection, and a last ``done`` line with the
-detections, clip scores and the report of ``sed.infer.report`` (merged spans, counts per hour),
-or an ``error`` line. ``GET /health`` and ``GET /model`` answer while jobs run. Uploads go to a
+The model (an experiment folder, its folds averaged, or an ``.onnx`` file from ``sedkit export``,
+served without torch on the lite path of ``sedkit infer`` unless ``--no-lite``) is loaded once,
+with the settings ``sedkit infer`` would use (window, hop, test-time views, stage 4's thresholds
+and event rules), so a recording gets the detections ``sedkit infer`` gives it. ``POST /detect``
+streams NDJSON: a ``start`` line, a ``window`` line per scored window (top scores), ``progress``
+lines, a ``detection`` line per detection, and a last ``done`` line with the detections, clip
+scores and the report of ``sed.infer.report`` (merged spans, counts per hour), or an ``error``
+line. ``GET /health`` and ``GET /model`` answer while jobs run. Uploads go to a
 temporary folder and are deleted when their job ends, whatever its end; more than ``--max_jobs``
 at once are refused with 429, larger than ``--max_upload_mb`` with 413, unreadable audio with
 422. Details: ``sed.serve.app``.
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from sed.bin.common import setup_logging
+from sed.bin.common import prog_name, setup_logging
 from sed.infer.report import DEFAULT_GAP
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sed.bin.serve",
+        prog=prog_name("sed.bin.serve"),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -77,6 +78,13 @@ def get_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "torch", "onnx"],
         help="auto: onnx for a .onnx file, torch for an experiment folder",
+    )
+    p.add_argument(
+        "--lite",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="onnx: the torch-free path (sed.infer.lite); default: it for a .onnx file unless "
+        "the file needs the full path (test-time views without --no_tta)",
     )
     p.add_argument("--checkpoint", default=None, help="torch: best | last | step<N>")
     p.add_argument("--folds", default=None, help="torch: comma-separated folds to average")
@@ -124,15 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_jobs < 1 or args.max_upload_mb <= 0:
         print("serve: --max_jobs must be >= 1 and --max_upload_mb > 0", file=sys.stderr)
         return 2
-    # imported here: --help stays fast
-    import torch
+    # imported here: --help stays fast (and torch is imported only by the full path)
     import uvicorn
 
     from sed.serve.app import Limits, create_app
     from sed.serve.jobs import load_served
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         served = load_served(
             args.model,
@@ -147,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.batch_size,
             args.block_seconds,
             args.report_gap,
+            lite=args.lite,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"serve: {e}", file=sys.stderr)
@@ -159,8 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmpdir.mkdir(parents=True, exist_ok=True)
     try:
         app = create_app(served, Limits(args.max_upload_mb, args.max_jobs), tmpdir)
-        log.info("model %s (%d classes); uploads in %s", served.loaded.source,
-                 len(served.loaded.classes), tmpdir)  # fmt: skip
+        log.info("model %s (%d classes, %s path); uploads in %s", served.source,
+                 len(served.classes), served.info()["engine"], tmpdir)  # fmt: skip
         uvicorn.run(
             app,
             host=args.host,

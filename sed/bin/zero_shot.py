@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sed.bin.common import experiment_meta, positive_int, setup_logging, write_diff
+from sed.bin.common import experiment_meta, positive_int, prog_name, setup_logging, write_diff
 from sed.config import Config, ConfigError, dump_yaml, load_config
 from sed.data.corpus import Corpus
 from sed.data.fingerprint import manifests_fingerprint
@@ -54,7 +54,7 @@ DEFAULT_HOP = 1.0
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sed.bin.zero_shot",
+        prog=prog_name("sed.bin.zero_shot"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -12,7 +12,9 @@ Endpoints:
   says why) or ``429`` (``--max_jobs`` recordings in progress already; ``Retry-After`` set).
 - ``GET /health``: ``{"status": "ok", "jobs": running, "max_jobs": ...}``; answers while jobs run
   (they run in worker threads, never on the event loop).
-- ``GET /model``: classes, where the model came from and the settings results depend on.
+- ``GET /model``: classes, where the model came from, the path serving it (``engine``: ``lite``
+  for an ``.onnx`` file on the torch-free path, else ``full``) and the settings results depend
+  on.
 
 Busy server: a request over ``max_jobs`` is refused at once with ``429`` (before its upload is
 read) rather than queued: a queued multi-hour upload would hold disk and a connection for an
@@ -43,7 +45,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from sed.features.audio import AudioError
-from sed.infer.stream import audio_info
+from sed.infer.lite.predict import audio_info  # sed.infer.stream's, without importing torch
 from sed.serve.jobs import Job, JobCancelled, LineSender, ServedModel, ndjson
 from sed.serve.upload import Upload, UploadError, receive_upload
 

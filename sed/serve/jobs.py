@@ -1,11 +1,16 @@
 """The model a server holds, and one job: a recording streamed through it, lines out as they come.
 
-:func:`load_served` opens the model once (``sed.infer.files.load_model``: an experiment folder or
-an ``.onnx`` file, the loader of ``sedkit infer``) with its streaming predictor and stage-4
-post-processing. A :class:`Job` runs in a worker thread: the recording goes through
-:meth:`sed.infer.stream.StreamingPredictor.predict_file` (the one inference path), the frame
-scores through :meth:`sed.infer.events.EventRules.apply` (as ``sedkit infer`` does), the
-detections into :mod:`sed.infer.report`; on the way it sends NDJSON lines:
+:func:`load_served` opens the model once, as ``sedkit infer`` does: an ``.onnx`` file on the
+torch-free lite path (:mod:`sed.serve.lite`, :mod:`sed.infer.lite`: numpy log-mel and
+onnxruntime) unless it needs the full path or ``lite=False``; an experiment folder (or an
+``.onnx`` file with ``lite=False``) on the full path (:mod:`sed.serve.full`,
+``sed.infer.files.load_model`` and :class:`sed.infer.stream.StreamingPredictor`). Both apply
+stage 4's post-processing the way ``sedkit infer`` does on that path. This module imports
+neither torch nor the full path: a server of an ``.onnx`` file never loads them.
+
+A :class:`Job` runs in a worker thread: the recording through the model's ``predict``, the frame
+scores through its ``detect``, the detections into :mod:`sed.infer.report`; on the way it sends
+NDJSON lines (the same for both paths):
 
 - ``{"type": "start", "file", "duration", "sample_rate", "channels", "classes"}``
 - ``{"type": "window", "onset", "offset", "top": [[label, score], ...]}`` per scored window of
@@ -20,29 +25,26 @@ detections into :mod:`sed.infer.report`; on the way it sends NDJSON lines:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from sed.features.audio import AudioError
-from sed.infer.engine import Scorer, WindowScores
-from sed.infer.events import EventRules
-from sed.infer.files import load_model
 from sed.infer.report import DEFAULT_GAP, file_summary, summary_text
-from sed.infer.stream import FeatureStream, FrameSkip, LoadedModel, StreamingPredictor
-from sed.infer.tta import View
 
 log = logging.getLogger(__name__)
+
+# (window starts (B,) in seconds, clip probabilities (B, C)) after each scored batch
+WindowsCallback = Callable[[np.ndarray, np.ndarray], None]
 
 
 class JobCancelled(Exception):
@@ -55,50 +57,81 @@ class JobCancelled(Exception):
 
 
 @dataclass
-class ServedModel:
-    """A model loaded once, shared by all jobs (its scorer and front end are only read).
+class Scored:
+    """One recording's scores, whichever path made them.
 
     Attributes:
-        loaded: the model and the experiment's settings.
-        predictor: the streaming predictor with the server's settings (jobs copy it).
-        rules: stage-4 post-processing (thresholds, smoothing, event rules).
-        report_gap: default merge gap of the reports, in seconds.
+        clip: recording probabilities (C,).
+        frame: frame probabilities (T', C) of the whole recording (views merged).
+        boundaries: output frame boundaries in seconds (T' + 1,).
+        duration: seconds of audio at the model's rate.
+        n_windows: windows scored per view.
     """
 
-    loaded: LoadedModel
-    predictor: StreamingPredictor
-    rules: EventRules
-    report_gap: float = DEFAULT_GAP
+    clip: np.ndarray
+    frame: np.ndarray
+    boundaries: np.ndarray
+    duration: float
+    n_windows: int
+
+
+class ServedModel(Protocol):
+    """A model loaded once, shared by all jobs (:class:`sed.serve.full.FullServed` or
+    :class:`sed.serve.lite.LiteServed`); every method may run in several threads at once."""
+
+    report_gap: float
+
+    @property
+    def classes(self) -> list[str]: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def window_seconds(self) -> float:
+        """Window length as scored (rounded to whole output frames)."""
+        ...
 
     def info(self) -> dict[str, Any]:
         """What ``GET /model`` answers: classes and the settings a result depends on."""
-        p, r = self.predictor, self.rules
-        thresholds = r.thresholds if isinstance(r.thresholds, float | int) else dict(r.thresholds)
-        return {
-            "source": self.loaded.source,
-            "backend": type(self.loaded.scorer).__name__,
-            "classes": list(self.loaded.classes),
-            "sample_rate": p.grid.sample_rate,
-            "window_seconds": p.window / p.grid.frames_per_second,
-            "hop_seconds": p.hop / p.grid.frames_per_second,
-            "batch_size": p.batch_size,
-            "views": [v.name for v in p.views],
-            "gate_activity": p.gate_activity,
-            "block_seconds": p.block_seconds,
-            "events": {
-                "thresholds": thresholds,
-                "median": _plain(r.median),
-                "kernel": _plain(r.kernel),
-                "score": r.score,
-                "min_duration": r.min_duration,
-                "merge_gap": r.merge_gap,
-            },
-            "report_gap_seconds": self.report_gap,
-        }
+        ...
+
+    def predict(
+        self,
+        path: Path,
+        progress: Callable[[float], None] | None = None,
+        on_windows: WindowsCallback | None = None,
+    ) -> Scored:
+        """Score one file; ``progress`` gets the seconds decoded per block, ``on_windows`` the
+        original view's windows as they are scored.
+
+        Raises:
+            AudioError: the file cannot be decoded (also midway).
+        """
+        ...
+
+    def detect(self, frame: np.ndarray, boundaries: np.ndarray) -> list[Any]:
+        """Stage 4's detections (dataclasses with onset, offset, label, score) of frame scores
+        (T', C) with boundaries (T' + 1,)."""
+        ...
 
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, Sequence | np.ndarray) else value
+
+
+def events_info(rules: Any) -> dict[str, Any]:
+    """The post-processing settings of ``GET /model`` (``sed.infer.events.EventRules`` or
+    ``sed.infer.lite.model.EventSettings``: the same fields)."""
+    t = rules.thresholds
+    return {
+        "thresholds": t if isinstance(t, float | int) else dict(t),
+        "median": _plain(rules.median),
+        "kernel": _plain(rules.kernel),
+        "score": rules.score,
+        "min_duration": rules.min_duration,
+        "merge_gap": rules.merge_gap,
+    }
 
 
 def load_served(
@@ -114,96 +147,54 @@ def load_served(
     batch_size: int | None = None,
     block_seconds: float = 30.0,
     report_gap: float = DEFAULT_GAP,
+    lite: bool | None = None,
 ) -> ServedModel:
-    """Open an experiment folder or ``.onnx`` file as ``sedkit infer`` does (same loader, same
-    defaults: the experiment's window, hop, views, thresholds and event rules).
+    """Open an experiment folder or ``.onnx`` file as ``sedkit infer`` does (same loaders, same
+    defaults: the model's window, hop, views, thresholds and event rules).
 
     Args:
         model: experiment folder or ``.onnx`` file.
         backend, checkpoint, folds, device, amp, threads: as ``sedkit infer``
-            (:func:`sed.infer.files.load_model`).
+            (:func:`sed.infer.files.load_model`); ``threads`` also sets torch's thread count on
+            the full path.
         threshold: one detection threshold for every class (None: the model's own).
         no_tta: score the original signal only.
         batch_size: windows per forward (None: the model's default).
         block_seconds: audio decoded per block (also the progress step).
         report_gap: default merge gap of the reports.
+        lite: ``.onnx`` files on the torch-free lite path: None (default) when the file allows
+            it (no test-time views unless ``no_tta``), True always (else an error), False
+            never (the full path's onnx backend).
 
     Raises:
-        FileNotFoundError, ValueError: what :func:`sed.infer.files.load_model` raises.
+        FileNotFoundError, ValueError: what :func:`sed.infer.files.load_model` or
+            :func:`sed.infer.lite.model.load_lite` raise; ``lite=True`` for a model the lite
+            path cannot serve.
     """
-    loaded = load_model(model, backend, checkpoint, folds, device, amp, threads)
-    rules = loaded.events
-    if threshold is not None:
-        rules = dataclasses.replace(rules, thresholds=threshold)
-    predictor = loaded.predictor(
-        batch_size=batch_size, block_seconds=block_seconds, views=[View()] if no_tta else None
-    )
-    return ServedModel(loaded, predictor, rules, report_gap)
+    path = Path(model)
+    onnx_file = path.suffix == ".onnx" and backend in ("auto", "onnx")
+    if lite and not onnx_file:
+        raise ValueError(f"{path}: the lite path serves .onnx files only (--lite)")
+    if onnx_file and lite is not False:
+        # imported here: an experiment folder's server needs no onnxruntime
+        from sed.infer.lite.model import LiteUnsupported
+        from sed.serve.lite import load_lite_served
 
+        try:
+            return load_lite_served(
+                path, threads, threshold, no_tta, batch_size, block_seconds, report_gap
+            )
+        except LiteUnsupported as e:
+            if lite:
+                raise LiteUnsupported(f"{e} (--lite)") from None
+            log.info("%s: serving it on the full path", e)
+    # imported here: it loads torch, which an .onnx file on the lite path never needs
+    from sed.serve.full import load_full_served
 
-# --------------------------------------------------------------------------------------------------
-# Windows as they are scored
-# --------------------------------------------------------------------------------------------------
-
-
-class _TapScorer:
-    """The shared scorer, reporting each batch's clip scores (K, B, C) to the job's predictor."""
-
-    def __init__(self, inner: Scorer, on_batch: Callable[[np.ndarray], None]) -> None:
-        self.inner = inner
-        self.time_reduction = inner.time_reduction
-        self.on_batch = on_batch
-
-    def __call__(self, feats: np.ndarray) -> WindowScores:
-        out = self.inner(feats)
-        self.on_batch(out.clip)
-        return out
-
-
-class TappedPredictor(StreamingPredictor):
-    """A job's copy of the server's predictor that hands each scored window to ``on_windows``.
-
-    The windows the engine scores come from :meth:`iter_windows` in start order, and its
-    accumulator scores them in that order, batch by batch; so the starts recorded here pair up
-    with the clip scores the scorer returns. Only the first pass (the original view) is
-    reported: test-time views are other signals, merged at the end.
-
-    Args:
-        base: the server's predictor (its settings; its engine is copied, not changed).
-        on_windows: called with ``(starts (B,) in seconds, clip scores (B, C) members
-            averaged)`` after every scored batch of the original view.
-    """
-
-    def __init__(
-        self, base: StreamingPredictor, on_windows: Callable[[np.ndarray, np.ndarray], None]
-    ) -> None:
-        # the same settings and objects as the server's predictor (no argument to re-derive)
-        self.__dict__.update(vars(base))
-        self.engine = copy.copy(base.engine)
-        self.engine.scorer = self.scorer = _TapScorer(base.engine.scorer, self._on_batch)
-        self.on_windows = on_windows
-        self._pass = -1
-        self._starts: list[int] = []
-
-    def iter_windows(
-        self,
-        blocks: Any,
-        feats: FeatureStream | None = None,
-        progress: Callable[[float], None] | None = None,
-        skip: FrameSkip | None = None,
-    ) -> Iterator[list[tuple[int, np.ndarray]]]:
-        self._pass += 1
-        for windows in super().iter_windows(blocks, feats, progress, skip):
-            if self._pass == 0:
-                self._starts.extend(s for s, _ in windows)
-            yield windows
-
-    def _on_batch(self, clip: np.ndarray) -> None:
-        if self._pass != 0:
-            return
-        b = clip.shape[1]
-        starts, self._starts = self._starts[:b], self._starts[b:]
-        self.on_windows(np.asarray(starts) / self.grid.frames_per_second, clip.mean(axis=0))
+    return load_full_served(
+        path, backend, checkpoint, folds, device, amp, threads, threshold, no_tta, batch_size,
+        block_seconds, report_gap,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,9 +246,8 @@ class Job:
         self._done_seconds = 0.0
 
     def _on_windows(self, starts: np.ndarray, clip: np.ndarray) -> None:
-        classes = self.served.loaded.classes
-        p = self.served.predictor
-        window = p.window / p.grid.frames_per_second  # rounded to output frames, as scored
+        classes = self.served.classes
+        window = self.served.window_seconds  # rounded to output frames, as scored
         k = min(self.top_k, clip.shape[1])
         for start, scores in zip(starts.tolist(), clip, strict=True):
             top = np.argsort(-scores, kind="stable")[:k]
@@ -297,7 +287,7 @@ class Job:
             JobCancelled: from ``send``, when the client is gone (nothing more is sent).
         """
         _, sr, channels = self.info
-        loaded = self.served.loaded
+        classes = self.served.classes
         self.send(
             ndjson(
                 {
@@ -306,18 +296,15 @@ class Job:
                     "duration": round(self.duration, 4),
                     "sample_rate": sr,
                     "channels": channels,
-                    "classes": list(loaded.classes),
+                    "classes": list(classes),
                 }
             )
         )
         start = time.perf_counter()
-        predictor = (
-            TappedPredictor(self.served.predictor, self._on_windows)
-            if self.windows
-            else self.served.predictor
-        )
         try:
-            res = predictor.predict_file(self.path, progress=self._on_progress)
+            res = self.served.predict(
+                self.path, self._on_progress, self._on_windows if self.windows else None
+            )
         except AudioError as e:
             # the message names the temporary file: the client knows its file by its own name
             final = {
@@ -329,7 +316,7 @@ class Job:
         events = []
         if len(res.frame):
             # the post-processing of sedkit infer's OutputWriter and of stage 4
-            _, events = self.served.rules.apply(res.frame, res.boundaries(), loaded.classes)
+            events = self.served.detect(res.frame, res.boundaries)
         for e in events:
             self.send(
                 ndjson(
@@ -342,17 +329,17 @@ class Job:
                     }
                 )
             )
-        summary = file_summary(self.name, events, res.duration, self.gap, loaded.classes)
+        summary = file_summary(self.name, events, res.duration, self.gap, classes)
         elapsed = time.perf_counter() - start
         final = {
             "type": "done",
             "file": self.name,
             "duration": res.duration,
-            "n_windows": len(res.window_starts),
+            "n_windows": res.n_windows,
             "detections": [dataclasses.asdict(e) for e in events],
             "clip_scores": {
                 c: float(s) if math.isfinite(s) else None
-                for c, s in zip(loaded.classes, res.clip.tolist(), strict=True)
+                for c, s in zip(classes, res.clip.tolist(), strict=True)
             },
             "elapsed_seconds": round(elapsed, 3),
             "real_time_factor": round(res.duration / elapsed, 1) if elapsed > 0 else None,

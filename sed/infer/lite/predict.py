@@ -314,9 +314,19 @@ class LitePredictor:
             thread.join()
 
     def predict_file(
-        self, path: str | Path, progress: Callable[[float], None] | None = None
+        self,
+        path: str | Path,
+        progress: Callable[[float], None] | None = None,
+        on_windows: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> LiteResult:
         """Predict one audio file of any length.
+
+        Args:
+            path: audio file.
+            progress: called with the seconds of audio (at the model's rate) decoded since the
+                last call, once per block.
+            on_windows: called after every scored batch with ``(starts (B,) in seconds,
+                clip probabilities (B, C))``, in scoring order (the server's window lines).
 
         Raises:
             AudioError: unreadable file.
@@ -350,6 +360,8 @@ class LitePredictor:
                 stitch.add(s, frame[i])
                 starts.append(s)
             clips.append(clip)
+            if on_windows is not None:
+                on_windows(np.array([s for s, _ in batch]) / self.grid.frames_per_second, clip)
 
         it = iter(source)
         item = next(it, None)
