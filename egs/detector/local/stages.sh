@@ -1,4 +1,6 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154  # sourced by run.sh, which defines the variables read here
+# and reads recipe_last_stage
 # Stages 6-10 of the detector recipe: seed 002's loop that grows the dataset by listening to the
 # detections of the long files. Sourced by ../../run.sh (which defines every variable used here)
 # after its stages 0-5:
