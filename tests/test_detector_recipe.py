@@ -372,6 +372,17 @@ def test_recipe_stages_are_bounded_and_wait_for_their_inputs(corpus: Path, tmp_p
     )  # fmt: skip
     assert proc.returncode == 2 and "no decisions in" in proc.stderr
     assert not (raw / "reviewed.csv").exists()
+    # nothing detected: an empty review ends the loop (no merge, no next round), without error
+    (inf / "review" / "review.csv").write_text(
+        "segment,source,recording_id,onset,offset,pad_before,pad_after,label,score,checkpoint\n"
+    )
+    proc = subprocess.run(
+        _loop_argv(raw, work, "--stage", "8", "--stop_stage", "10"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no detections to review" in proc.stdout and "stage 10" not in proc.stdout
+    assert not (raw / "reviewed.csv").exists()
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,14 @@ run_recipe_stages() {
     fi
   fi
 
+  # nothing detected, nothing to review: the next round would be this one again
+  if (( stop_stage >= 8 )) && [[ -f "${review}/review.csv" ]] \
+    && [[ $(wc -l < "${review}/review.csv") -le 1 ]]; then
+    log "no detections to review: stage 4 found none above its thresholds (${inf}/thresholds.json);" \
+      "stages 8-10 stop here"
+    return 0
+  fi
+
   if (( stage <= 8 && stop_stage >= 8 )); then
     log "stage 8: review ${review} (keys: y yes, n no, u unsure, s skip, r replay, b undo, q quit)"
     [[ -f "${review}/review.csv" ]] || { echo "stage 8 cannot start: run stage 7 first" >&2; exit 2; }
