@@ -20,7 +20,7 @@ from sed.infer.files import load_model
 from sed.infer.report import DEFAULT_GAP
 from sed.infer.stream import FeatureStream, FrameSkip, LoadedModel, StreamingPredictor
 from sed.infer.tta import View
-from sed.serve.jobs import Scored, WindowsCallback, events_info
+from sed.serve.jobs import Scored, WindowsCallback, model_info
 
 
 @dataclass
@@ -56,21 +56,8 @@ class FullServed:
     def info(self) -> dict[str, Any]:
         """What ``GET /model`` answers: classes and the settings a result depends on."""
         p = self.predictor
-        return {
-            "source": self.loaded.source,
-            "backend": type(self.loaded.scorer).__name__,
-            "engine": self.engine,
-            "classes": list(self.loaded.classes),
-            "sample_rate": p.grid.sample_rate,
-            "window_seconds": self.window_seconds,
-            "hop_seconds": p.hop / p.grid.frames_per_second,
-            "batch_size": p.batch_size,
-            "views": [v.name for v in p.views],
-            "gate_activity": p.gate_activity,
-            "block_seconds": p.block_seconds,
-            "events": events_info(self.rules),
-            "report_gap_seconds": self.report_gap,
-        }
+        backend = type(self.loaded.scorer).__name__
+        return model_info(self, p, backend, self.engine, [v.name for v in p.views], self.rules)
 
     def predict(
         self,

@@ -134,6 +134,35 @@ def events_info(rules: Any) -> dict[str, Any]:
     }
 
 
+def model_info(
+    served: ServedModel,
+    predictor: Any,
+    backend: str,
+    engine: str,
+    views: Sequence[str],
+    rules: Any,
+) -> dict[str, Any]:
+    """What ``GET /model`` answers for either path: classes and the settings a result depends
+    on (``predictor``: the path's predictor, with ``grid``, ``window``, ``hop``,
+    ``batch_size``, ``gate_activity`` and ``block_seconds``)."""
+    p = predictor
+    return {
+        "source": served.source,
+        "backend": backend,
+        "engine": engine,
+        "classes": list(served.classes),
+        "sample_rate": p.grid.sample_rate,
+        "window_seconds": p.window / p.grid.frames_per_second,
+        "hop_seconds": p.hop / p.grid.frames_per_second,
+        "batch_size": p.batch_size,
+        "views": list(views),
+        "gate_activity": p.gate_activity,
+        "block_seconds": p.block_seconds,
+        "events": events_info(rules),
+        "report_gap_seconds": served.report_gap,
+    }
+
+
 def load_served(
     model: str | Path,
     backend: str = "auto",

@@ -21,7 +21,7 @@ from sed.infer.lite.model import EventSettings, LiteModel, load_lite
 from sed.infer.lite.outputs import Event, detect_events, smooth
 from sed.infer.lite.predict import LitePredictor
 from sed.infer.report import DEFAULT_GAP
-from sed.serve.jobs import Scored, WindowsCallback, events_info
+from sed.serve.jobs import Scored, WindowsCallback, model_info
 
 
 @dataclass
@@ -62,22 +62,8 @@ class LiteServed:
 
     def info(self) -> dict[str, Any]:
         """What ``GET /model`` answers: classes and the settings a result depends on."""
-        p = self.predictor
-        return {
-            "source": self.model.source,
-            "backend": "OnnxScorer",  # onnxruntime, as the full path's onnx backend
-            "engine": self.engine,
-            "classes": list(self.model.classes),
-            "sample_rate": p.grid.sample_rate,
-            "window_seconds": self.window_seconds,
-            "hop_seconds": p.hop / p.grid.frames_per_second,
-            "batch_size": p.batch_size,
-            "views": ["orig"],  # the lite path runs no test-time views
-            "gate_activity": p.gate_activity,
-            "block_seconds": p.block_seconds,
-            "events": events_info(self.rules),
-            "report_gap_seconds": self.report_gap,
-        }
+        # backend: onnxruntime, named as the full path's onnx backend; no test-time views
+        return model_info(self, self.predictor, "OnnxScorer", self.engine, ["orig"], self.rules)
 
     def predict(
         self,
