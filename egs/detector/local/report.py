@@ -32,6 +32,7 @@ from sed.data.corpus import Corpus
 from sed.data.manifest import ManifestError
 from sed.fileio import atomic_open
 from sed.infer.report import DEFAULT_GAP, read_detections_csv, summary_text, write_reports
+from sed.metrics.events import ground_truth_from_events
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -154,14 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries = write_reports(args.outdir, rows, durations, args.gap, list(corpus.classes))
     for s in summaries:
         print(summary_text(s))
-    events = corpus.events
-    truth: dict[str, dict[str, list]] = {}
     # the answer key (long_truth.csv) is in the manifests only when stage 0 found one
-    annotated = events[events["recording_id"].isin(durations)]
-    for rid, label, on, off in annotated[["recording_id", "label", "onset", "offset"]].itertuples(
-        index=False
-    ):
-        truth.setdefault(rid, {}).setdefault(label, []).append((float(on), float(off)))
+    truth: dict[str, dict[str, list]] = {}
+    for rid, calls in ground_truth_from_events(corpus.events, list(durations)).items():
+        for on, off, label in calls:
+            truth.setdefault(rid, {}).setdefault(label, []).append((on, off))
     if truth:
         scores = truth_scores(summaries, truth)
         for label, seg in segment_scores(summaries, truth, list(corpus.classes)).items():
